@@ -1,0 +1,179 @@
+"""The exceptions objstore raises.
+
+Every error objstore raises on purpose is an :class:`ObjstoreError`. Where ZODB
+has an exception of the same meaning, ours has the same name and the same
+extra base classes (``POSKeyError`` is a ``KeyError``, ``ConflictError`` is a
+``transaction.interfaces.TransientError`` so transaction managers retry it).
+``objstore.zodb`` maps them to ZODB's own classes for code that catches those.
+"""
+from binascii import hexlify
+
+from transaction.interfaces import TransientError
+
+
+def oid_repr(oid):
+    """An 8-byte oid or tid as ZODB prints it (``0x2a``); anything else as repr."""
+    if isinstance(oid, bytes) and len(oid) == 8:
+        text = hexlify(oid).lstrip(b'0').decode('ascii')
+        if len(text) % 2:
+            text = '0' + text
+        return '0x' + (text or '00')
+    return repr(oid)
+
+
+class ObjstoreError(Exception):
+    """Root of every exception objstore raises on purpose."""
+
+
+class StorageError(ObjstoreError):
+    """A storage could not do what was asked."""
+
+
+class StorageClosedError(StorageError):
+    """The storage (or connection) was used after it was closed."""
+
+
+class ReadOnlyError(StorageError):
+    """A write was attempted on a read-only storage or connection."""
+
+
+class StorageTransactionError(StorageError):
+    """A two-phase-commit call did not match the transaction in progress."""
+
+
+class TransactionTooLargeError(StorageTransactionError):
+    """Transaction metadata or a record exceeds what the format can hold."""
+
+
+class POSKeyError(StorageError, KeyError):
+    """No record for this oid (or this oid and serial) exists in the storage."""
+
+    def __str__(self):
+        return oid_repr(self.args[0]) if self.args else 'POSKeyError'
+
+
+class ConflictError(StorageError, TransientError):
+    """Two transactions changed the same object; the later one must retry.
+
+    Attributes: ``oid``, ``class_name``, ``serials`` (committed serial, the
+    serial the failed transaction started from).
+    """
+
+    def __init__(self, message=None, oid=None, serials=None, class_name=None,
+                 data=None):
+        self.message = message or 'database conflict error'
+        self.oid = oid
+        self.serials = serials
+        if class_name is None and data is not None:
+            from objstore.serialize import class_name_of
+            class_name = class_name_of(data)
+        self.class_name = class_name
+        super().__init__(self.message, oid, serials, class_name)
+
+    def __str__(self):
+        extras = []
+        if self.oid is not None:
+            extras.append('oid %s' % oid_repr(self.oid))
+        if self.class_name:
+            extras.append('class %s' % self.class_name)
+        if self.serials:
+            current, old = self.serials
+            extras.append('serial this txn started with %s' % oid_repr(old))
+            extras.append('serial currently committed %s' % oid_repr(current))
+        if extras:
+            return '%s (%s)' % (self.message, ', '.join(extras))
+        return self.message
+
+    # ZODB's ConflictError accessors, kept because Zope code calls them.
+    def get_oid(self):
+        return self.oid
+
+    def get_class_name(self):
+        return self.class_name
+
+    def get_serials(self):
+        return self.serials
+
+
+class ReadConflictError(ConflictError):
+    """An object read in this transaction changed before it committed."""
+
+    def __init__(self, message=None, oid=None, serials=None, class_name=None,
+                 data=None):
+        super().__init__(message or 'database read conflict error', oid,
+                         serials, class_name, data)
+
+
+class UndoError(StorageError):
+    """A transaction could not be undone."""
+
+    def __init__(self, reason, oid=None):
+        self.reason = reason
+        self.oid = oid
+        super().__init__(reason, oid)
+
+    def __str__(self):
+        if self.oid is None:
+            return 'Undo error: %s' % self.reason
+        return 'Undo error %s: %s' % (oid_repr(self.oid), self.reason)
+
+
+class MultipleUndoErrors(UndoError):
+    """Several objects of one transaction could not be undone."""
+
+    def __init__(self, errs):
+        self.errors = list(errs)
+        super().__init__('; '.join(str(e) for e in self.errors))
+
+
+class HistoryUnavailable(StorageError):
+    """The storage no longer holds the requested past moment.
+
+    ``oldest`` is the oldest tid the storage can still show (or None).
+    """
+
+    def __init__(self, message, oldest=None):
+        self.oldest = oldest
+        super().__init__(message)
+
+
+class StorageLockedError(StorageError):
+    """Another process holds the storage's writer lock."""
+
+
+class FileFormatError(StorageError):
+    """A file is not an objstore file, or not one this version can read."""
+
+    def __init__(self, path, found):
+        self.path = path
+        self.found = found
+        super().__init__('%s: %s' % (path, found))
+
+
+class UnsupportedVersionError(FileFormatError):
+    """The file was written by a newer format version."""
+
+
+class CorruptionError(StorageError):
+    """Stored bytes fail their checksum or are structurally impossible.
+
+    ``path`` and ``offset`` locate the damage; ``tid``/``oid`` name the
+    transaction or object when they could still be read.
+    """
+
+    def __init__(self, path, offset, problem, tid=None, oid=None):
+        self.path = path
+        self.offset = offset
+        self.problem = problem
+        self.tid = tid
+        self.oid = oid
+        where = '%s at offset %d' % (path, offset)
+        if tid is not None:
+            where += ', tid %s' % oid_repr(tid)
+        if oid is not None:
+            where += ', oid %s' % oid_repr(oid)
+        super().__init__('%s: %s' % (where, problem))
+
+
+class SerializationError(ObjstoreError):
+    """A record could not be pickled or unpickled in ZODB's record format."""
