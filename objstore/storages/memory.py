@@ -1,0 +1,451 @@
+"""The reference storage: every revision of every object, in memory.
+
+Read this module first to learn what an objstore storage does; it leaves
+out everything a file adds (format, index, recovery). Tests and short-lived
+databases use it: it is fast, and gone with the process.
+
+The state, guarded by ``self._lock``:
+
+* ``_data``: oid -> ``OOBucket`` of tid -> record bytes, or None for a
+  deletion record (``deleteObject``, an undone creation);
+* ``_transactions``: tid -> ``(TransactionMeta, tuple of DataRecord)``;
+  entries are replaced, never changed in place, so an iterator over a
+  snapshot of this mapping keeps seeing the storage as it was;
+* ``_tdata``: the transaction being committed, oid -> ``(data, data_txn)``.
+"""
+from BTrees.OOBTree import OOBTree, OOBucket
+from zope.interface import implementer
+
+from objstore import conflict, errors
+from objstore.interfaces import (
+    IExternalGC, IStorage, IStorageCurrentRecordIteration, IStorageIteration,
+    IStorageRestoreable, IStorageUndoable, ReadVerifyingStorage)
+from objstore.storages.base import (
+    BaseStorage, DataRecord, TransactionMeta, TransactionRecord, p64,
+    select_undo_log, specification_filter, time_tid, u64, z64)
+
+
+def _before(tid):
+    """The largest tid strictly below ``tid``."""
+    return p64(u64(tid) - 1)
+
+
+@implementer(IStorage, IStorageIteration, IStorageUndoable,
+             IStorageRestoreable, IStorageCurrentRecordIteration,
+             ReadVerifyingStorage, IExternalGC)
+class MemoryStorage(BaseStorage):
+    """A history-preserving storage that keeps everything in memory.
+
+    Durability: none. Transactions are atomic, consistent and isolated (one
+    commits at a time; readers see all of it or nothing), but they live in
+    this process's memory only: ``close()`` discards them, and so does the
+    end of the process, however it ends.
+
+    Thread-safe: any number of threads may read while one commits or packs.
+    ``pack_gc`` is what ``pack`` does when its ``gc`` argument is None;
+    pass False when an external garbage collector uses ``deleteObject``.
+    """
+
+    def __init__(self, name='MemoryStorage', pack_gc=True):
+        super().__init__(name)
+        self._pack_gc = pack_gc
+        self._data = OOBTree()
+        self._transactions = OOBTree()
+        self._pack_tid = None       # history before it may be gone
+        self._tdata = self._resolved = None
+
+    # -- IStorage: reading ------------------------------------------------
+
+    def _current(self, oid):
+        """``(tid, data)`` of the committed revision of ``oid``, or None."""
+        revisions = self._data.get(oid)
+        if revisions is None:
+            return None
+        tid = revisions.maxKey()
+        return tid, revisions[tid]
+
+    def load(self, oid, version=''):
+        """``(data, tid)`` of the current revision; POSKeyError if none."""
+        self._check_open()
+        with self._lock:
+            current = self._current(oid)
+        if current is None or current[1] is None:
+            raise errors.POSKeyError(oid)
+        return current[1], current[0]
+
+    def loadBefore(self, oid, tid):
+        """``(data, start, end)`` of the revision current before ``tid``,
+        or None; see ``IStorage.loadBefore``."""
+        self._check_open()
+        with self._lock:
+            revisions = self._data.get(oid)
+            if revisions is None:
+                raise errors.POSKeyError(oid)
+            if tid <= z64:
+                return None
+            try:
+                start = revisions.maxKey(_before(tid))
+            except ValueError:
+                return None
+            data = revisions[start]
+            try:
+                end = revisions.minKey(tid)
+            except ValueError:
+                end = None
+        if data is None:
+            raise errors.POSKeyError(oid)
+        return data, start, end
+
+    def loadSerial(self, oid, serial):
+        """The record ``oid`` got in transaction ``serial``; else POSKeyError."""
+        self._check_open()
+        with self._lock:
+            revisions = self._data.get(oid)
+            data = None if revisions is None else revisions.get(serial)
+        if data is None:
+            raise errors.POSKeyError(oid, serial)
+        return data
+
+    def history(self, oid, size=1):
+        """Up to ``size`` revisions of ``oid`` (all if None), newest first."""
+        self._check_open()
+        with self._lock:
+            revisions = self._data.get(oid)
+            if revisions is None:
+                raise errors.POSKeyError(oid)
+            entries = list(revisions.items())[::-1][:size]
+            return [self._transactions[tid][0].info(
+                        serial=tid, size=len(data or b''))
+                    for tid, data in entries]
+
+    def getSize(self):
+        """Approximate bytes held: records plus a fixed cost per revision."""
+        self._check_open()
+        with self._lock:
+            return sum(64 + len(data or b'')
+                       for revisions in self._data.values()
+                       for data in revisions.values())
+
+    def __len__(self):
+        """Objects with records, deleted ones included until a pack."""
+        self._check_open()
+        return len(self._data)
+
+    def __bool__(self):
+        # An empty storage is still a storage: ``if storage:`` must not
+        # fall back on __len__.
+        return True
+
+    def close(self):
+        """Discard all data and any transaction in progress."""
+        with self._lock:
+            self._closed = True
+            self._data = OOBTree()
+            self._transactions = OOBTree()
+            if self._transaction is not None:
+                # The committer's next call fails: store as closed,
+                # tpc_vote and tpc_finish as not its transaction any more.
+                self._abort()
+                self._end_commit()
+
+    # -- IStorage: writing ------------------------------------------------
+
+    def _check_write(self, transaction, version=''):
+        self._check_writable()
+        self._check_transaction(transaction)
+        if version:
+            raise errors.StorageError('versions are not supported')
+
+    def _begin(self, tid, meta):
+        self._tdata = {}
+        self._resolved = []
+
+    def store(self, oid, serial, data, version, transaction):
+        """Write ``data`` for ``oid``; see ``IStorage.store``.
+
+        A stale ``serial`` is resolved through ``objstore.conflict`` (the
+        oid is then reported by ``tpc_vote``) or raises ConflictError.
+        """
+        self._check_write(transaction, version)
+        with self._lock:
+            self._note_oid(oid)
+            current = self._current(oid)
+        serial = serial or z64
+        if current is not None and current[0] != serial:
+            committed, committed_data = current
+            if committed_data is None:
+                raise errors.ConflictError(
+                    'the object was deleted by a later transaction',
+                    oid=oid, serials=(committed, serial), data=data)
+            # No self._lock here: the commit lock already keeps the
+            # committed revision from changing while the class merges.
+            data = conflict.resolve(oid, committed, serial, data,
+                                    self.loadSerial)
+            self._resolved.append(oid)
+        self._tdata[oid] = (data, None)
+
+    def _vote(self, transaction):
+        # Nothing can fail later: _finish only moves records into place.
+        return list(self._resolved)
+
+    def _finish(self, tid):
+        records = []
+        for oid, (data, data_txn) in self._tdata.items():
+            revisions = self._data.get(oid)
+            if revisions is None:
+                revisions = self._data[oid] = OOBucket()
+            revisions[tid] = data
+            records.append(DataRecord(oid, tid, data, data_txn))
+        self._transactions[tid] = (self._meta, tuple(records))
+        self._tdata = self._resolved = None
+
+    def _abort(self):
+        self._tdata = self._resolved = None
+
+    # -- IStorage: pack ---------------------------------------------------
+
+    def pack(self, t, referencesf, gc=None):
+        """Forget history older than ``t``, as ``IStorage.pack`` says.
+
+        ``gc`` None means the ``pack_gc`` given to the constructor.
+        Transactions before ``t`` are no longer undoable. Packing to a time
+        at or before an earlier pack's does nothing.
+        """
+        self._check_writable()
+        stop = time_tid(t)
+        # Only commits and packs change the data, and both hold the commit
+        # lock: the plan is made without blocking readers, and no commit
+        # can link to an object while the collector calls it garbage.
+        with self._commit_lock:
+            self._check_open()
+            if self._pack_tid is not None and stop <= self._pack_tid:
+                return
+            keep = {oid: self._oldest_kept(revisions, stop)
+                    for oid, revisions in self._data.items()}
+            if self._pack_gc if gc is None else gc:
+                for oid in self._unreachable(keep, stop, referencesf):
+                    keep[oid] = None
+            with self._lock:
+                self._apply_pack(keep)
+                self._pack_tid = stop
+
+    @staticmethod
+    def _oldest_kept(revisions, stop):
+        """The oldest tid a pack to ``stop`` keeps: the revision current at
+        ``stop``, or after it if that one is a deletion; None: none."""
+        try:
+            tid = revisions.maxKey(_before(stop))
+        except ValueError:
+            return revisions.minKey()
+        if revisions[tid] is not None:
+            return tid
+        try:
+            return revisions.minKey(stop)
+        except ValueError:
+            return None
+
+    def _unreachable(self, keep, stop, referencesf):
+        """Oids reachable neither from the root nor from a write after
+        ``stop``, through the revisions the pack keeps."""
+        todo = [z64] + [oid for oid, revisions in self._data.items()
+                        if revisions.maxKey() >= stop]
+        reached = set()
+        while todo:
+            oid = todo.pop()
+            # Not kept: a dangling or cross-database reference.
+            if oid in reached or keep.get(oid) is None:
+                continue
+            reached.add(oid)
+            for data in self._data[oid].values(keep[oid]):
+                if data is not None:
+                    todo.extend(referencesf(data))
+        return [oid for oid in keep if oid not in reached]
+
+    def _apply_pack(self, keep):
+        dropped = {}    # tid -> oids whose record in it goes
+        for oid, oldest in keep.items():
+            revisions = self._data[oid]
+            if oldest is None:
+                tids = list(revisions.keys())
+                del self._data[oid]
+            else:
+                tids = list(revisions.keys(max=oldest, excludemax=True))
+                for tid in tids:
+                    del revisions[tid]
+            for tid in tids:
+                dropped.setdefault(tid, set()).add(oid)
+        for tid, oids in dropped.items():
+            meta, records = self._transactions[tid]
+            kept = tuple(r for r in records if r.oid not in oids)
+            if kept:
+                # 'p': thinned by a pack (ZODB's status letter).
+                self._transactions[tid] = (TransactionMeta(
+                    tid, meta.user, meta.description, meta.extension_bytes,
+                    'p'), kept)
+            else:
+                del self._transactions[tid]
+
+    # -- IStorageIteration ------------------------------------------------
+
+    def iterator(self, start=None, stop=None):
+        """Transactions with ``start <= tid <= stop``, oldest first, as
+        they were when this method was called."""
+        self._check_open()
+        with self._lock:
+            snapshot = list(self._transactions.values(start, stop))
+        return (TransactionRecord(meta, list(records))
+                for meta, records in snapshot)
+
+    # -- IStorageCurrentRecordIteration -----------------------------------
+
+    def record_iternext(self, next=None):
+        """``(oid, tid, data, next_oid)`` of the first current object at or
+        after ``next``, skipping deleted ones; POSKeyError if there is none."""
+        self._check_open()
+        found = None
+        with self._lock:
+            for oid in self._data.keys(next or z64):
+                tid, data = self._current(oid)
+                if data is None:
+                    continue
+                if found is not None:
+                    return found + (oid,)
+                found = (oid, tid, data)
+        if found is None:
+            raise errors.POSKeyError(next or z64)
+        return found + (None,)
+
+    # -- ReadVerifyingStorage ---------------------------------------------
+
+    def checkCurrentSerialInTransaction(self, oid, serial, transaction):
+        """ReadConflictError unless ``serial`` is the current one of
+        ``oid``; it stays so, since nothing else commits meanwhile."""
+        self._check_open()
+        self._check_transaction(transaction)
+        with self._lock:
+            current = self._current(oid) or (None, None)
+        if current[0] != serial or current[1] is None:
+            raise errors.ReadConflictError(
+                oid=oid, serials=(current[0], serial), data=current[1])
+
+    # -- IExternalGC ------------------------------------------------------
+
+    def deleteObject(self, oid, serial, transaction):
+        """Write a deletion record; ``serial`` must be the current one."""
+        self._check_write(transaction)
+        with self._lock:
+            current = self._current(oid)
+        if current is None or current[1] is None:
+            raise errors.POSKeyError(oid)
+        if current[0] != serial:
+            raise errors.ConflictError(
+                oid=oid, serials=(current[0], serial), data=current[1])
+        self._tdata[oid] = (None, None)
+
+    # -- IStorageUndoable -------------------------------------------------
+
+    def supportsUndo(self):
+        return True
+
+    def undoLog(self, first=0, last=-20, filter=None):
+        """Transactions since the last pack, newest first; ``id`` is the tid."""
+        self._check_open()
+        with self._lock:
+            metas = [meta for meta, _
+                     in self._transactions.values(self._pack_tid)]
+        return select_undo_log((meta.info(id=meta.tid) for meta in metas[::-1]),
+                               first, last, filter)
+
+    def undoInfo(self, first=0, last=-20, specification=None):
+        """``undoLog`` keeping descriptions that contain ``specification``."""
+        return self.undoLog(first, last, specification_filter(specification))
+
+    def undo(self, transaction_id, transaction):
+        """Write each object of the undone transaction back to its state
+        before it; see ``IStorageUndoable.undo``. Returns ``(tid, oids)``."""
+        self._check_write(transaction)
+        if not isinstance(transaction_id, bytes) or len(transaction_id) != 8:
+            raise errors.UndoError(
+                'invalid transaction id %r' % (transaction_id,))
+        with self._lock:
+            entry = self._transactions.get(transaction_id)
+            if entry is None or (self._pack_tid is not None
+                                 and transaction_id < self._pack_tid):
+                raise errors.UndoError(
+                    'transaction %s is unknown or packed away'
+                    % errors.oid_repr(transaction_id))
+            changes, failures = {}, []
+            for record in entry[1]:
+                try:
+                    changes[record.oid] = self._undo_record(
+                        record.oid, transaction_id, record.data)
+                except errors.UndoError as exc:
+                    failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise errors.MultipleUndoErrors(failures)
+        self._tdata.update(changes)
+        return self._tid, list(changes)
+
+    def _undo_record(self, oid, tid, undone):
+        """``(data, data_txn)`` undoing ``oid``'s record ``undone`` of ``tid``."""
+        revisions = self._data[oid]
+        try:
+            before_tid = revisions.maxKey(_before(tid))
+        except ValueError:
+            before_tid = before = None
+        else:
+            before = revisions[before_tid]
+        if oid in self._tdata:
+            # An earlier undo in this same transaction already changed it.
+            current_tid, current = self._tid, self._tdata[oid][0]
+        else:
+            current_tid, current = self._current(oid)
+        if current_tid == tid or current == undone:
+            return before, (None if before is None else before_tid)
+        if before_tid is None:
+            raise errors.UndoError(
+                'cannot undo the creation of an object changed since', oid)
+        if None in (before, current, undone):
+            raise errors.UndoError(
+                'the object was deleted or re-created since', oid)
+        try:
+            return conflict.resolve(oid, current_tid, tid, before,
+                                    self.loadSerial,
+                                    committed_data=current), None
+        except errors.ConflictError:
+            raise errors.UndoError(
+                'the object was changed by a later transaction', oid)
+
+    # -- IStorageRestoreable ----------------------------------------------
+
+    def restore(self, oid, serial, data, version, prev_txn, transaction):
+        """Write a record committed elsewhere, without conflict checks.
+
+        It belongs to the current transaction (whose tid ``tpc_begin`` was
+        given). ``prev_txn`` becomes its ``data_txn`` when that transaction
+        holds the same data for ``oid`` here.
+        """
+        self._check_write(transaction, version)
+        with self._lock:
+            self._note_oid(oid)
+            revisions = self._data.get(oid)
+            if (prev_txn is None or revisions is None or data is None
+                    or revisions.get(prev_txn) != data):
+                prev_txn = None
+        self._tdata[oid] = (data, prev_txn)
+
+    def copyTransactionsFrom(self, other):
+        """Copy every transaction of ``other``: tids, metadata, records."""
+        for txn in other.iterator():
+            self.tpc_begin(txn, txn.tid, txn.status)
+            try:
+                for record in txn:
+                    self.restore(record.oid, record.tid, record.data, '',
+                                 record.data_txn, txn)
+                self.tpc_vote(txn)
+                self.tpc_finish(txn)
+            except BaseException:
+                self.tpc_abort(txn)
+                raise

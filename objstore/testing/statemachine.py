@@ -1,0 +1,483 @@
+"""A Hypothesis state machine that checks a storage against a small model.
+
+:class:`StorageMachine` (a ``hypothesis.stateful.RuleBasedStateMachine``)
+commits random transactions (new objects, changes, deletions, stores with
+stale serials that must raise ``ConflictError``, conflicts a class
+resolves), aborts some after storing, packs to a time between two
+transactions, and reads in every way; after every step the storage must
+agree with :class:`Model`. A storage's test subclasses it with a
+``make_storage`` (and, for storages that keep data, a ``reopen`` rule).
+
+The model is plain Python: per oid its revisions, oldest first, and the
+transactions in order. Records are :func:`objstore.testing.helpers.record`
+records, compared by class, value and references. Reachability for pack's
+garbage collection follows the references the model itself keeps, so
+pack is checked against an independent account of the object graph.
+"""
+import hypothesis.strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from objstore import errors
+from objstore.serialize import loads_record, references
+from objstore.storages.base import maxtid, time_tid, z64
+from objstore.testing.helpers import (
+    Clock, Counter, Item, after, make_txn, record)
+
+
+class Rec:
+    """A record as the model knows it: class, value, referenced oids."""
+
+    __slots__ = ('cls', 'value', 'refs')
+
+    def __init__(self, cls, value, refs=()):
+        self.cls = cls
+        self.value = value
+        self.refs = tuple(refs)
+
+    def key(self):
+        return (self.cls.__name__, self.value, self.refs)
+
+    def data(self):
+        return record(self.value, refs=self.refs, cls=self.cls)
+
+    def __repr__(self):
+        return 'Rec%r' % (self.key(),)
+
+
+def decode(data):
+    """``(class name, value, refs)`` of a record, as :meth:`Rec.key`."""
+    meta, state = loads_record(data, persistent_load=lambda pid: pid)
+    if isinstance(meta, tuple):
+        meta = meta[0]
+    refs = tuple(getattr(pid, 'data', pid)[0] for pid in state['refs'])
+    return (meta.__name__, state['value'], refs)
+
+
+class Model:
+    """What a history-keeping storage with pack and GC must hold."""
+
+    def __init__(self):
+        self.revisions = {}     # oid -> [(tid, Rec or None)], oldest first
+        self.txns = []          # [[tid, status, [(oid, Rec or None)]]]
+        self.last = z64
+        self.pack_tid = None
+        self.dropped = set()    # tids whose transaction pack emptied
+        self.handed_out = set()     # every oid new_oid returned
+        self.ever = {}          # oid -> every revision, pack or not
+
+    def commit(self, tid, records):
+        """``records``: [(oid, Rec or None)] in store order."""
+        self.txns.append([tid, ' ', list(records)])
+        for oid, rec in records:
+            self.revisions.setdefault(oid, []).append((tid, rec))
+            self.ever.setdefault(oid, []).append((tid, rec))
+        self.last = tid
+
+    def current(self, oid):
+        """``(tid, Rec or None)`` of the current revision, or None."""
+        revs = self.revisions.get(oid)
+        return revs[-1] if revs else None
+
+    def live(self):
+        """Oids whose current revision holds data, in oid order."""
+        return sorted(oid for oid, revs in self.revisions.items()
+                      if revs[-1][1] is not None)
+
+    def load_before(self, oid, tid):
+        """What ``loadBefore(oid, tid)`` returns: ``(Rec, start, end)``,
+        None, or ``'POSKeyError'``."""
+        revs = self.revisions.get(oid)
+        if not revs:
+            return 'POSKeyError'
+        older = [i for i, (rtid, _) in enumerate(revs) if rtid < tid]
+        if not older:
+            return None
+        i = older[-1]
+        rtid, rec = revs[i]
+        if rec is None:
+            return 'POSKeyError'
+        end = revs[i + 1][0] if i + 1 < len(revs) else None
+        return rec, rtid, end
+
+    def load_serial(self, oid, serial):
+        for rtid, rec in self.revisions.get(oid, ()):
+            if rtid == serial and rec is not None:
+                return rec
+        return 'POSKeyError'
+
+    def pack(self, pack_tid):
+        """Keep each object's revision current at ``pack_tid`` and later
+        ones; drop objects reachable neither from the root then nor from a
+        later revision, and objects deleted then."""
+        if self.pack_tid is not None and pack_tid <= self.pack_tid:
+            return
+        self.pack_tid = pack_tid
+        keep = {}
+        for oid, revs in self.revisions.items():
+            before = [r for r in revs if r[0] < pack_tid]
+            later = [r for r in revs if r[0] >= pack_tid]
+            if before and before[-1][1] is not None:
+                keep[oid] = [before[-1]] + later
+            else:
+                keep[oid] = later
+        roots = [z64] + [oid for oid, revs in self.revisions.items()
+                         if revs[-1][0] >= pack_tid]
+        reached = set()
+        while roots:
+            oid = roots.pop()
+            if oid in reached or not keep.get(oid):
+                continue
+            reached.add(oid)
+            for _tid, rec in keep[oid]:
+                if rec is not None:
+                    roots.extend(rec.refs)
+        kept = set()
+        for oid in list(self.revisions):
+            if oid in reached:
+                self.revisions[oid] = keep[oid]
+                kept.update((oid, tid) for tid, _ in keep[oid])
+            else:
+                del self.revisions[oid]
+        txns = []
+        for tid, status, records in self.txns:
+            left = [(oid, rec) for oid, rec in records if (oid, tid) in kept]
+            if len(left) < len(records):
+                status = 'p'
+            if left:
+                txns.append([tid, status, left])
+            else:
+                self.dropped.add(tid)
+        self.txns = txns
+
+
+def _outcome(function, *args):
+    try:
+        result = function(*args)
+    except errors.POSKeyError:
+        return 'POSKeyError'
+    if isinstance(result, tuple) and result and isinstance(result[0],
+                                                           bytes):
+        return (decode(result[0]),) + result[1:]
+    if isinstance(result, bytes):
+        return decode(result)
+    return result
+
+
+def _expected(value):
+    if isinstance(value, tuple) and value and isinstance(value[0], Rec):
+        return (value[0].key(),) + value[1:]
+    if isinstance(value, Rec):
+        return value.key()
+    return value
+
+
+class StorageMachine(RuleBasedStateMachine):
+    """Random commits, aborts, packs and reads against :class:`Model`.
+
+    Subclasses define :meth:`make_storage`; ``self.storage`` is the
+    storage under test. Tids are forced, ten seconds apart, so that pack
+    times fall between them.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.model = Model()
+        self.clock = Clock(1600000000)
+        self.moment = 0
+        #: Oids this storage instance returned from new_oid.
+        self.handed_out = set()
+        self.storage = self.make_storage()
+
+    def make_storage(self):
+        raise NotImplementedError
+
+    def teardown(self):
+        try:
+            self.check_everything()
+        finally:
+            self.storage.close()
+
+    # -- committing -------------------------------------------------------
+
+    def next_tid(self):
+        self.moment += 1
+        return self.clock.tid(self.moment)
+
+    def new_oid(self):
+        """``storage.new_oid()``, checked: never z64, never an oid this
+        instance returned before, never one that ever held a record."""
+        oid = self.storage.new_oid()
+        assert oid != z64 and oid not in self.handed_out \
+            and oid not in self.model.ever, (
+                'new_oid() returned %r again' % (oid,))
+        self.handed_out.add(oid)
+        self.model.handed_out.add(oid)
+        return oid
+
+    def commit(self, stores, deletes=()):
+        """Commit ``stores`` (oid -> (serial, Rec)) and ``deletes`` (oid ->
+        serial); the model follows. Returns the tid."""
+        txn = make_txn(description='moment %d' % (self.moment + 1))
+        self.storage.tpc_begin(txn, self.next_tid())
+        try:
+            for oid, (serial, rec) in stores.items():
+                self.storage.store(oid, serial, rec.data(), '', txn)
+            for oid, serial in deletes:
+                self.storage.deleteObject(oid, serial, txn)
+            resolved = self.storage.tpc_vote(txn)
+            tid = self.storage.tpc_finish(txn)
+        except BaseException:
+            self.storage.tpc_abort(txn)
+            raise
+        self.model.commit(tid, [(oid, rec) for oid, (_, rec) in stores.items()]
+                          + [(oid, None) for oid, _ in deletes])
+        return tid, resolved or []
+
+    def serial(self, oid):
+        current = self.model.current(oid)
+        return current[0] if current else z64
+
+    def root_rec(self, refs):
+        return Rec(Item, 'root', refs)
+
+    @rule(data=st.data(), count=st.integers(1, 3), link=st.booleans())
+    def create(self, data, count, link):
+        """New objects, linked from the root or left unreachable."""
+        stores = {}
+        new = []
+        for _ in range(count):
+            oid = self.new_oid()
+            if data.draw(st.booleans(), label='counter'):
+                rec = Rec(Counter, data.draw(st.integers(0, 100)))
+            else:
+                rec = Rec(Item, data.draw(st.integers(0, 9)))
+            stores[oid] = (z64, rec)
+            new.append(oid)
+        root = self.model.current(z64)
+        if root is None or root[1] is None:
+            stores[z64] = (self.serial(z64),
+                           self.root_rec(new if link else ()))
+        elif link:
+            stores[z64] = (root[0], self.root_rec(root[1].refs + tuple(new)))
+        self.commit(stores)
+
+    @precondition(lambda self: self.model.live())
+    @rule(data=st.data())
+    def change(self, data):
+        """New revisions of up to three objects; the root's references may
+        change (unlinked objects become garbage)."""
+        live = self.model.live()
+        chosen = data.draw(st.lists(st.sampled_from(live), min_size=1,
+                                    max_size=3, unique=True), label='oids')
+        stores = {}
+        for oid in chosen:
+            rec = self.model.current(oid)[1]
+            if oid == z64:
+                others = [o for o in live if o != z64]
+                refs = data.draw(st.lists(st.sampled_from(others),
+                                          unique=True) if others
+                                 else st.just([]), label='root refs')
+                new = self.root_rec(refs)
+            elif rec.cls is Counter:
+                new = Rec(Counter, data.draw(st.integers(0, 100)))
+            else:
+                new = Rec(Item, data.draw(st.integers(0, 9)), rec.refs)
+            stores[oid] = (self.serial(oid), new)
+        self.commit(stores)
+
+    @precondition(lambda self: len(self.model.live()) > 1)
+    @rule(data=st.data())
+    def delete(self, data):
+        oid = data.draw(st.sampled_from(
+            [o for o in self.model.live() if o != z64]), label='oid')
+        self.commit({}, [(oid, self.serial(oid))])
+
+    @precondition(lambda self: self.model.revisions)
+    @rule(data=st.data())
+    def stale_store(self, data):
+        """A store whose serial is not the committed one, of a class that
+        does not resolve conflicts (or of a deleted object): ConflictError,
+        and nothing changes."""
+        candidates = [oid for oid, revs in sorted(self.model.revisions.items())
+                      if revs[-1][1] is None or revs[-1][1].cls is Item]
+        if not candidates:
+            return
+        oid = data.draw(st.sampled_from(candidates), label='oid')
+        current = self.model.current(oid)
+        # Storing over a deletion with the deletion's tid as serial is
+        # left out: storages differ there (MemoryStorage, like ZODB's
+        # FileStorage, takes it as current; objstore's FileStorage raises).
+        serials = [z64] + [tid for tid, _ in self.model.revisions[oid]
+                           if tid != current[0]]
+        serial = data.draw(st.sampled_from(serials), label='serial')
+        last = self.storage.lastTransaction()
+        try:
+            self.commit({oid: (serial, Rec(Item, 'stale'))})
+        except errors.ConflictError as exc:
+            assert exc.oid == oid, exc
+        else:
+            raise AssertionError('storing %r with the stale serial %r did'
+                                 ' not raise ConflictError' % (oid, serial))
+        assert self.storage.lastTransaction() == last
+
+    @precondition(lambda self: any(
+        len(self.model.ever[oid]) > 1 and revs[-1][1] is not None
+        and revs[-1][1].cls is Counter
+        for oid, revs in self.model.revisions.items()))
+    @rule(data=st.data(), delta=st.integers(-5, 5))
+    def resolved_conflict(self, data, delta):
+        """A Counter stored from an older revision merges (committed + new
+        - old); if pack removed that revision, ConflictError."""
+        oid = data.draw(st.sampled_from(sorted(
+            oid for oid, revs in self.model.revisions.items()
+            if len(self.model.ever[oid]) > 1 and revs[-1][1] is not None
+            and revs[-1][1].cls is Counter)), label='oid')
+        current_tid, current = self.model.revisions[oid][-1]
+        old_tid, old = data.draw(st.sampled_from(
+            [r for r in self.model.ever[oid] if r[0] != current_tid]),
+            label='old revision')
+        gone = self.model.load_serial(oid, old_tid) == 'POSKeyError'
+        new = Rec(Counter, old.value + delta)
+        last = self.storage.lastTransaction()
+        txn = make_txn()
+        self.storage.tpc_begin(txn, self.next_tid())
+        try:
+            self.storage.store(oid, old_tid, new.data(), '', txn)
+            resolved = self.storage.tpc_vote(txn)
+            tid = self.storage.tpc_finish(txn)
+        except errors.ConflictError:
+            self.storage.tpc_abort(txn)
+            assert gone, 'the conflict on %r was not resolved' % (oid,)
+            assert self.storage.lastTransaction() == last
+            return
+        except BaseException:
+            self.storage.tpc_abort(txn)
+            raise
+        assert not gone, ('%r resolved against a revision pack removed'
+                          % (oid,))
+        assert oid in (resolved or []), 'tpc_vote did not report %r' % oid
+        self.model.commit(tid, [(oid, Rec(Counter, current.value + delta))])
+
+    @rule(data=st.data(), vote=st.booleans())
+    def abort(self, data, vote):
+        """Stores, maybe the vote, then tpc_abort: nothing changes."""
+        last = self.storage.lastTransaction()
+        txn = make_txn()
+        self.storage.tpc_begin(txn, self.next_tid())
+        try:
+            self.storage.store(self.new_oid(), z64, Rec(Item, 'aborted').data(),
+                               '', txn)
+            live = self.model.live()
+            if live:
+                oid = data.draw(st.sampled_from(live), label='oid')
+                self.storage.store(oid, self.serial(oid),
+                                   Rec(Item, 'aborted').data(), '', txn)
+            if vote:
+                self.storage.tpc_vote(txn)
+        finally:
+            self.storage.tpc_abort(txn)
+        assert self.storage.lastTransaction() == last
+
+    @rule(data=st.data())
+    def pack(self, data):
+        """Pack to a time between two moments (before the first, after
+        the last, or anywhere between)."""
+        moment = data.draw(st.integers(0, self.moment), label='moment')
+        t = self.clock.between(moment)
+        self.storage.pack(t, references)
+        self.model.pack(time_tid(t))
+
+    # -- reading ----------------------------------------------------------
+
+    def oids(self):
+        return sorted(self.model.handed_out | set(self.model.revisions)
+                      | {z64})
+
+    def tids(self):
+        return [self.clock.tid(m) for m in range(1, self.moment + 1)]
+
+    @rule(data=st.data())
+    def load_before(self, data):
+        oid = data.draw(st.sampled_from(self.oids()), label='oid')
+        tid = data.draw(st.sampled_from(
+            [z64, maxtid] + self.tids() + [after(t) for t in self.tids()]),
+            label='tid')
+        self.check_load_before(oid, tid)
+
+    def check_load_before(self, oid, tid):
+        got = _outcome(self.storage.loadBefore, oid, tid)
+        wanted = _expected(self.model.load_before(oid, tid))
+        assert got == wanted, 'loadBefore(%r, %r) is %r, expected %r' % (
+            oid, tid, got, wanted)
+
+    @rule(data=st.data(), size=st.sampled_from([None, 1, 2, 100]))
+    def history(self, data, size):
+        oid = data.draw(st.sampled_from(self.oids()), label='oid')
+        self.check_history(oid, size)
+
+    def check_history(self, oid, size):
+        try:
+            got = [(h['tid'], h['size'] > 0)
+                   for h in self.storage.history(oid, size)]
+        except errors.POSKeyError:
+            got = 'POSKeyError'
+        revs = self.model.revisions.get(oid)
+        if not revs:
+            wanted = 'POSKeyError'
+        else:
+            wanted = [(tid, rec is not None) for tid, rec in reversed(revs)]
+            wanted = wanted[:size] if size is not None else wanted
+        assert got == wanted, 'history(%r, %r) is %r, expected %r' % (
+            oid, size, got, wanted)
+
+    @invariant()
+    def agrees_with_the_model(self):
+        assert self.storage.lastTransaction() == self.model.last
+        for oid in self.oids():
+            got = _outcome(self.storage.load, oid)
+            current = self.model.current(oid)
+            wanted = ('POSKeyError' if current is None or current[1] is None
+                      else (current[1].key(), current[0]))
+            assert got == wanted, 'load(%r) is %r, expected %r' % (
+                oid, got, wanted)
+        self.check_iteration()
+
+    def check_iteration(self):
+        got = []
+        for txn in self.storage.iterator():
+            records = [(r.oid, None if r.data is None else decode(r.data))
+                       for r in txn]
+            if not records:
+                # A transaction a pack emptied may stay (a file keeps its
+                # last tid so); no commit here is empty.
+                assert txn.tid in self.model.dropped, (
+                    'empty transaction %r' % (txn.tid,))
+                continue
+            got.append((txn.tid, txn.status, records))
+        wanted = [(tid, status, [(oid, None if rec is None else rec.key())
+                                 for oid, rec in records])
+                  for tid, status, records in self.model.txns]
+        assert [(t[0], t[2]) for t in got] == [(t[0], t[2]) for t in wanted], (
+            'iteration is\n%r\nexpected\n%r' % (got, wanted))
+        for (tid, status, _), (_, want, _) in zip(got, wanted):
+            # Pack marks the transactions it thinned 'p'; marking all
+            # those before the pack time so (as ZODB's FileStorage does)
+            # is allowed too.
+            assert status == want or (
+                status == 'p' and self.model.pack_tid is not None
+                and tid < self.model.pack_tid), (
+                    'transaction %r has status %r, expected %r'
+                    % (tid, status, want))
+
+    def check_everything(self):
+        self.agrees_with_the_model()
+        tids = [z64, maxtid] + self.tids() + [after(t) for t in self.tids()]
+        for oid in self.oids():
+            self.check_history(oid, None)
+            for tid in tids:
+                self.check_load_before(oid, tid)
+            for tid in self.tids():
+                got = _outcome(self.storage.loadSerial, oid, tid)
+                wanted = _expected(self.model.load_serial(oid, tid))
+                assert got == wanted, 'loadSerial(%r, %r) is %r, expected' \
+                    ' %r' % (oid, tid, got, wanted)
