@@ -1,0 +1,22 @@
+"""``python -m bench SUBCOMMAND [options]``: run one of objstore's benchmarks."""
+import sys
+
+SUBCOMMANDS = {
+    'storages': 'bench.storages',
+}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in SUBCOMMANDS:
+        print('usage: python -m bench {%s} [options]' % ','.join(SUBCOMMANDS),
+              file=sys.stderr)
+        print('  storages  objstore storages against ZODB\'s, same workload',
+              file=sys.stderr)
+        return 2
+    module = __import__(SUBCOMMANDS[argv[0]], fromlist=['main'])
+    return module.main(argv[1:])
+
+
+if __name__ == '__main__':
+    sys.exit(main())

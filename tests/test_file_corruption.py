@@ -1,0 +1,329 @@
+"""FileStorage with one flipped bit anywhere: detected, or harmless.
+
+A small file (eight transactions: creations, changes, user names,
+descriptions, extensions, a deletion, an undo) with an index checkpoint
+covering its first part is copied with one bit flipped, then opened and
+read in every way: the iterator, load, loadBefore, loadSerial and history
+of every revision, undoLog, lastTransaction. For every byte of the log
+(one bit each) and a random sample of further bits, each read must
+either return exactly what it returns on the intact file, or raise
+``CorruptionError`` naming an offset inside the damaged transaction (the
+file header: offset 0; its magic: ``FileFormatError``). Opening may also
+cut the last transaction with a ``TruncatedTailWarning`` when the flip is
+in it; then everything before it must read as before. Nothing else: no
+other exception type, no other warning, never different data, never a
+transaction gone without a word. The same for every bit of the checkpoint
+file, where the log is intact and so every read must succeed.
+
+``OBJSTORE_CORRUPTION_EXTRA_BITS`` sets the size of the random sample
+(default 1000; a long run: all bits with ``all``).
+"""
+import os
+import random
+import shutil
+import warnings
+
+import pytest
+
+from objstore import errors
+from objstore.storages.base import maxtid, p64, z64
+from objstore.storages.file import FileStorage, TruncatedTailWarning
+from objstore.storages.file import format as fmt
+from objstore.testing.crash import revisions_of, snapshot
+from objstore.testing.helpers import (
+    Clock, after, commit, make_txn, record)
+
+EXTRA_BITS = os.environ.get('OBJSTORE_CORRUPTION_EXTRA_BITS', '1000')
+
+
+def build(directory):
+    """Write the test file; return its path. Transactions after the
+    checkpoint's position are the tail an open scans."""
+    path = os.path.join(directory, 'data.fs')
+    clock = Clock(1700000000)
+    storage = FileStorage(path)
+    a, b, c, d = (p64(i) for i in range(1, 5))
+    serials = {}
+
+    def put(k, values, deletes=(), **meta):
+        stores = {oid: (serials.get(oid, z64), record(value, refs=refs))
+                  for oid, (value, refs) in values.items()}
+        tid = commit(storage, stores, {oid: serials.pop(oid)
+                                       for oid in deletes},
+                     tid=clock.tid(k), **meta)
+        serials.update(dict.fromkeys(stores, tid))
+        return tid
+
+    put(1, {z64: ('root', [a, b, c]), a: ('a1', []), b: ('b1', []),
+            c: ('c1', [])}, user='alice', description='create')
+    put(2, {a: ('a2' * 20, [])}, description='a2',
+        extension={'note': 'x' * 30})
+    put(3, {b: ('b2', []), c: ('c2', [a])}, description='two')
+    put(4, {z64: ('root', [a, b]), d: ('d1', [])})
+    put(5, {}, deletes=[c], description='delete c')
+    storage.close()                 # the checkpoint covers up to here
+    storage = FileStorage(path)
+    txn = make_txn(description='undo')
+    storage.tpc_begin(txn, clock.tid(6))
+    info = [i for i in storage.undoLog(0, 10)
+            if i['description'] == b'a2'][0]
+    _tid, oids = storage.undo(info['id'], txn)
+    storage.tpc_vote(txn)
+    tid = storage.tpc_finish(txn)
+    serials.update(dict.fromkeys(oids, tid))
+    put(7, {a: ('a3', []), d: ('d2', [])}, user='bob')
+    put(8, {d: ('d3' * 10, [])})
+    # Leave without closing, as a crash would: the checkpoint does not
+    # cover the last transactions. Copy what is on disk now.
+    crashed = os.path.join(directory, 'crashed')
+    os.mkdir(crashed)
+    for name in ('data.fs', 'data.fs.index'):
+        shutil.copyfile(os.path.join(directory, name),
+                        os.path.join(crashed, name))
+    storage.close()
+    return os.path.join(crashed, 'data.fs')
+
+
+def transaction_ranges(data):
+    """``[(start, end)]`` of the transactions of an intact log."""
+    ranges = []
+    pos = fmt.FILE_HEADER_SIZE
+    while pos < len(data):
+        tlen = int.from_bytes(data[pos + 12:pos + 20], 'big')
+        ranges.append((pos, pos + tlen))
+        pos += tlen
+    return ranges
+
+
+def _outcome(function, *args):
+    try:
+        return ('ok', function(*args))
+    except errors.POSKeyError:
+        return ('ok', 'POSKeyError')
+    except Exception as exc:
+        return ('raised', exc)
+
+
+def read_everything(path, oids, tids):
+    """``(warnings, {read: outcome})``: every read of the file at ``path``;
+    an outcome is ``('ok', value)`` or ``('raised', exception)``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        opened = _outcome(FileStorage, path)
+    found = [w.message for w in caught]
+    if opened[0] != 'ok':
+        return found, {'open': opened}
+    storage = opened[1]
+    reads = {}
+    try:
+        reads['iterator'] = _outcome(snapshot, storage)
+        reads['lastTransaction'] = _outcome(storage.lastTransaction)
+        reads['undoLog'] = _outcome(
+            lambda: [(i['id'], i['description'])
+                     for i in storage.undoLog(0, 100)])
+        for oid in oids:
+            reads['load', oid] = _outcome(storage.load, oid)
+            reads['history', oid] = _outcome(
+                lambda: [(h['tid'], h['size'], h['description'])
+                         for h in storage.history(oid, None)])
+            reads['loadBefore', oid, maxtid] = _outcome(storage.loadBefore,
+                                                       oid, maxtid)
+            for tid in tids:
+                reads['loadBefore', oid, tid] = _outcome(
+                    storage.loadBefore, oid, after(tid))
+                reads['loadSerial', oid, tid] = _outcome(
+                    storage.loadSerial, oid, tid)
+    finally:
+        storage.close()
+    return found, reads
+
+
+class Original:
+    """The intact file and what reading it gives."""
+
+    def __init__(self, path):
+        self.path = path
+        with open(path, 'rb') as f:
+            self.log = f.read()
+        with open(path + '.index', 'rb') as f:
+            self.checkpoint = f.read()
+        self.ranges = transaction_ranges(self.log)
+        storage = FileStorage(path, read_only=True)
+        snap = snapshot(storage)
+        storage.close()
+        self.oids = sorted(set(revisions_of(snap)) | {p64(9)})
+        self.tids = [txn[0] for txn in snap]
+        # Reads open the file as its writer, who writes a checkpoint on
+        # close: they work on copies.
+        scratch = os.path.join(os.path.dirname(path), 'scratch')
+        self.reads = self._clean_reads(scratch, self.log)
+        # What the reads give with the last transaction cut off.
+        self.cut_reads = self._clean_reads(
+            scratch, self.log[:self.ranges[-1][0]])
+
+    def _clean_reads(self, directory, log):
+        problems, reads = read_everything(
+            materialize(directory, log, self.checkpoint), self.oids,
+            self.tids)
+        if problems or any(o[0] != 'ok' for o in reads.values()):
+            raise AssertionError('the intact file does not read cleanly:'
+                                 ' %s %s' % (problems, reads))
+        return reads
+
+    def damaged_range(self, offset):
+        """``(start, end)`` of the transaction holding ``offset``, or of
+        the file header."""
+        if offset < fmt.FILE_HEADER_SIZE:
+            return 0, fmt.FILE_HEADER_SIZE
+        for start, end in self.ranges:
+            if start <= offset < end:
+                return start, end
+        raise ValueError(offset)
+
+
+@pytest.fixture(scope='module')
+def original(tmp_path_factory):
+    return Original(build(str(tmp_path_factory.mktemp('original'))))
+
+
+def materialize(directory, log, checkpoint):
+    """Write a log and its checkpoint (None: none) into ``directory``;
+    return the log's path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, 'data.fs')
+    with open(path, 'wb') as f:
+        f.write(log)
+    if checkpoint is None:
+        if os.path.exists(path + '.index'):
+            os.remove(path + '.index')
+    else:
+        with open(path + '.index', 'wb') as f:
+            f.write(checkpoint)
+    return path
+
+
+def flip(data, offset, bit):
+    damaged = bytearray(data)
+    damaged[offset] ^= 1 << bit
+    return bytes(damaged)
+
+
+def judge_log_flip(original, offset, bit, directory, checkpoint=True):
+    """A problem with the file whose log has bit ``bit`` of byte
+    ``offset`` flipped (and the intact checkpoint, or none), or None."""
+    path = materialize(directory, flip(original.log, offset, bit),
+                       original.checkpoint if checkpoint else None)
+    found, reads = read_everything(path, original.oids, original.tids)
+    start, end = original.damaged_range(offset)
+    expected = original.reads
+    cut = [w for w in found if isinstance(w, TruncatedTailWarning)]
+    others = [w for w in found if not isinstance(w, TruncatedTailWarning)]
+    if others:
+        return 'warned %s' % others
+    if cut:
+        if (start, end) != original.ranges[-1]:
+            return ('cut the file (%s) although the flip is not in the last'
+                    ' transaction' % cut[0])
+        expected = original.cut_reads
+    for read, outcome in reads.items():
+        if outcome[0] == 'ok':
+            if outcome != expected[read]:
+                return '%r returned %.300r instead of %.300r' % (
+                    read, outcome[1], expected[read][1])
+            continue
+        exc = outcome[1]
+        if isinstance(exc, errors.FileFormatError) and offset < 4:
+            continue    # the magic: "not an objstore file"
+        if not isinstance(exc, errors.CorruptionError):
+            return '%r raised %r' % (read, exc)
+        if not start <= exc.offset < end:
+            return ('%r raised %r naming offset %d, outside the damaged'
+                    ' range [%d, %d)' % (read, exc, exc.offset, start, end))
+    return None
+
+
+def log_bits(original, extra):
+    """Every byte with one bit, plus ``extra`` random (byte, bit) pairs."""
+    rng = random.Random(2026)
+    size = len(original.log)
+    bits = [(offset, rng.randrange(8)) for offset in range(size)]
+    if extra == 'all':
+        return [(o, b) for o in range(size) for b in range(8)]
+    return bits + [(rng.randrange(size), rng.randrange(8))
+                   for _ in range(int(extra))]
+
+
+def test_the_file_has_what_the_test_needs(original):
+    assert len(original.ranges) == 8
+    assert 2000 < len(original.log) < 6000
+    # The checkpoint covers the first five transactions only.
+    storage = FileStorage(original.path, read_only=True)
+    try:
+        assert storage.records_scanned == 4
+    finally:
+        storage.close()
+
+
+def test_every_single_bit_flip_in_the_log_is_detected_or_harmless(
+        original, tmp_path):
+    """With the checkpoint: the first five transactions are read through
+    it (damage shows when a read reaches it), the rest scanned at open."""
+    failures = []
+    for offset, bit in log_bits(original, EXTRA_BITS):
+        problem = judge_log_flip(original, offset, bit, str(tmp_path))
+        if problem:
+            failures.append('bit %d of byte %d (%s): %s' % (
+                bit, offset, where(original, offset), problem))
+    assert not failures, '%d flips went wrong:\n%s' % (
+        len(failures), '\n'.join(failures[:15]))
+
+
+def test_every_single_bit_flip_in_a_log_without_checkpoint(original,
+                                                           tmp_path):
+    """Without a checkpoint: opening scans the whole log."""
+    failures = []
+    for offset, bit in log_bits(original, 0):
+        problem = judge_log_flip(original, offset, bit, str(tmp_path),
+                                 checkpoint=False)
+        if problem:
+            failures.append('bit %d of byte %d (%s): %s' % (
+                bit, offset, where(original, offset), problem))
+    assert not failures, '%d flips went wrong:\n%s' % (
+        len(failures), '\n'.join(failures[:15]))
+
+
+def where(original, offset):
+    start, end = original.damaged_range(offset)
+    if start == 0:
+        return 'file header'
+    number = [r[0] for r in original.ranges].index(start) + 1
+    return 'transaction %d at [%d, %d), +%d' % (number, start, end,
+                                                offset - start)
+
+
+def test_every_single_bit_flip_in_the_checkpoint_is_harmless(
+        original, tmp_path):
+    """The log is intact, so every read must succeed as before: a damaged
+    checkpoint is noticed and the log scanned instead."""
+    failures = []
+    for offset in range(len(original.checkpoint)):
+        for bit in range(8):
+            path = materialize(str(tmp_path), original.log,
+                               flip(original.checkpoint, offset, bit))
+            found, reads = read_everything(path, original.oids,
+                                           original.tids)
+            if found:
+                failures.append('bit %d of byte %d: warned %s'
+                                % (bit, offset, found))
+                continue
+            for read, outcome in reads.items():
+                if outcome == original.reads.get(read):
+                    continue
+                if outcome[0] == 'raised' and isinstance(
+                        outcome[1], errors.CorruptionError):
+                    continue    # allowed, though a scan of the log would do
+                failures.append('bit %d of byte %d: %r gave %.300r'
+                                % (bit, offset, read, outcome))
+                break
+    assert not failures, '%d flips went wrong:\n%s' % (
+        len(failures), '\n'.join(failures[:15]))

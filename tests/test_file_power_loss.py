@@ -1,0 +1,277 @@
+"""FileStorage after a power loss at any moment: what the disk may keep.
+
+A workload (commits big and small, an abort, a deletion, an undo, two
+packs, periodic and closing index checkpoints, a process death and its
+recovery) runs once with every file-system call recorded through the
+``fsio`` seams. Then many crash images are built from prefixes of that
+log (:class:`objstore.testing.faults.FileSystemModel`): each file keeps
+everything up to its last fsync and, of the writes after it, a prefix
+whose last write may be torn at a 512-byte boundary (the rest missing, or
+zeros); the directory keeps its renames up to the last fsync_dir and a
+prefix of the later ones. Each image must open (a warning about a cut tail
+is fine) to exactly the state after the last step that completed before
+the power went, or after the step in progress; every read must agree with
+it; and a new commit and a reopen must work.
+
+``OBJSTORE_POWER_LOSS_REPLAYS`` sets how many random images to check
+(default 200; a long run: 5000).
+"""
+import os
+import random
+import shutil
+import warnings
+
+import pytest
+
+from objstore import errors
+from objstore.storages.base import z64
+from objstore.storages.file import FileStorage, TruncatedTailWarning
+from objstore.storages.file import log as file_log
+from objstore.storages.file import pack as file_pack
+from objstore.testing import faults
+from objstore.testing.crash import (
+    Workload, candidates, check_reads, describe_difference, revisions_of,
+    snapshot)
+from objstore.testing.helpers import commit, record
+
+REPLAYS = int(os.environ.get('OBJSTORE_POWER_LOSS_REPLAYS', '200'))
+#: ``prefix`` (the default: writes reach the disk in order, the last one
+#: maybe torn) or ``reorder`` (any subset of 512-byte pieces of the writes
+#: after the last fsync, see ``faults.RandomChoices``).
+MODE = os.environ.get('OBJSTORE_POWER_LOSS_MODE', 'prefix')
+
+
+@pytest.fixture(scope='module')
+def recorded(tmp_path_factory):
+    """The workload's log and steps (recorded once for the module)."""
+    directory = str(tmp_path_factory.mktemp('recorded'))
+    patch = pytest.MonkeyPatch()
+    # Small checkpoints and pack chunks, so that both happen often and
+    # take several writes.
+    patch.setattr(file_log, 'CHECKPOINT_BYTES', 2048)
+    patch.setattr(file_pack, 'WRITE_CHUNK', 1500)
+    try:
+        with faults.Seams() as seams, warnings.catch_warnings():
+            # The recovering open cuts what the process death left.
+            warnings.simplefilter('ignore', TruncatedTailWarning)
+            workload = Workload(directory, seams)
+            workload.run()
+    finally:
+        patch.undo()
+    return directory, seams.log, workload
+
+
+def check_image(files, directory, expected, oids):
+    """Open the image, compare, commit, reopen: a problem or None."""
+    faults.write_files(files, directory)
+    path = os.path.join(directory, 'data.fs')
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            storage = FileStorage(path)
+        others = [w for w in caught
+                  if not issubclass(w.category, TruncatedTailWarning)]
+        if others:
+            storage.close()
+            return 'unexpected warnings: %s' % [str(w.message) for w in others]
+        try:
+            snap = snapshot(storage)
+            if snap not in expected:
+                return 'wrong state: %s' % describe_difference(snap, expected)
+            problems = check_reads(storage, snap, oids)
+            if problems:
+                return 'reads disagree: %s' % problems[:3]
+            oid = storage.new_oid()
+            if oid in revisions_of(snap):
+                return 'new_oid() returned %r, an oid in use' % (oid,)
+            tid = commit(storage, {oid: (z64, record('after'))})
+            grown = snapshot(storage)
+            if grown[:-1] != snap or grown[-1][0] != tid:
+                return 'the commit after recovery went wrong'
+        finally:
+            storage.close()
+        storage = FileStorage(path)
+        try:
+            if snapshot(storage) != grown:
+                return 'reopening after the new commit lost something'
+            problems = check_reads(storage, grown, oids)
+            if problems:
+                return 'reads after reopen disagree: %s' % problems[:3]
+        finally:
+            storage.close()
+    except (errors.ObjstoreError, OSError) as exc:
+        return 'raised %r' % (exc,)
+    finally:
+        shutil.rmtree(directory)
+    return None
+
+
+def replay(recorded, tmp_path, images):
+    """Check ``images``: ``(k, choices)`` pairs, ``k`` ascending; return
+    the failures."""
+    root, log, workload = recorded
+    model = faults.FileSystemModel(root)
+    applied = 0
+    failures = []
+    for n, (k, choices) in enumerate(images):
+        while applied < k:
+            model.apply(log[applied])
+            applied += 1
+        files, how = model.image(choices)
+        problem = check_image(files, str(tmp_path / ('image%d' % n)),
+                              candidates(workload.steps, k), workload.oids)
+        if problem:
+            failures.append('after op %d of %d (%r): %s\n    image: %s'
+                            % (k, len(log), log[k - 1] if k else None,
+                               problem, how))
+    return failures
+
+
+def test_the_workload_exercises_what_it_should(recorded):
+    root, log, workload = recorded
+    kinds = [op.kind for op in log]
+    names = [os.path.basename(op.path) for op in log]
+    replaced = [os.path.basename(op.dst) for op in log if op.kind == 'replace']
+    assert replaced.count('data.fs') == 2               # two packs
+    assert replaced.count('data.fs.index') >= 6        # checkpoints
+    assert kinds.count('truncate') >= 2                # abort, recovery
+    assert sum(1 for op in log if op.kind == 'write'
+               and faults.tear_points(op)) >= 20       # tearable writes
+    assert 'data.fs.pack' in names
+    assert [s.name for s in workload.steps].count('process death') == 1
+
+
+def test_every_random_power_loss_image_opens_to_a_committed_state(
+        recorded, tmp_path):
+    root, log, workload = recorded
+    rng = random.Random(4242)
+    images = sorted(((rng.randint(0, len(log)),
+                      faults.RandomChoices(random.Random(rng.random()), MODE))
+                     for _ in range(REPLAYS)), key=lambda pair: pair[0])
+    failures = replay(recorded, tmp_path, images)
+    assert not failures, '%d of %d images failed:\n%s' % (
+        len(failures), len(images), '\n'.join(failures[:10]))
+
+
+class Torn:
+    """Everything pending applied, then one write torn at ``cut``."""
+
+    def __init__(self, inode, op, cut, zeros):
+        self.inode = inode
+        self.op = op
+        self.cut = cut
+        self.zeros = zeros
+
+    def directory(self, pending):
+        return len(pending)
+
+    def file(self, inode):
+        buf = bytearray(inode.durable)
+        for op in inode.pending:
+            faults.apply_op(buf, op)
+        if inode is self.inode:
+            faults.tear_write(buf, self.op, self.cut, self.zeros)
+            return bytes(buf), '%r torn at %d%s' % (
+                self.op, self.cut, ' (rest zeros)' if self.zeros else '')
+        return bytes(buf), 'all later ops'
+
+
+def test_every_write_torn_at_a_sector_boundary(recorded, tmp_path):
+    """Each write torn at one random 512-byte boundary inside it, the rest
+    missing, and again with the rest zeros; each write that grows its
+    file also with none of its data arrived (all zeros)."""
+    root, log, workload = recorded
+    rng = random.Random(99)
+    model = faults.FileSystemModel(root)
+    images = []
+    for k, op in enumerate(log):
+        if op.kind == 'write':
+            inside = faults.tear_points(op)
+            if inside:
+                cut = rng.choice(inside)
+                images.append((k, op, cut, False))
+                images.append((k, op, cut, True))
+            if op.offset + len(op.data) > len(model.inode_of(op.fd).current):
+                images.append((k, op, op.offset, True))
+        model.apply(op)
+    model = faults.FileSystemModel(root)
+    failures = []
+    applied = 0
+    for n, (k, op, cut, zeros) in enumerate(images):
+        while applied < k:
+            model.apply(log[applied])
+            applied += 1
+        inode = model.inode_of(op.fd)
+        files, how = model.image(Torn(inode, op, cut, zeros))
+        problem = check_image(files, str(tmp_path / ('torn%d' % n)),
+                              candidates(workload.steps, k + 1),
+                              workload.oids)
+        if problem:
+            failures.append('write %d %r torn at %d%s: %s' % (
+                k, op, cut, ' (rest zeros)' if zeros else '', problem))
+    assert not failures, '%d of %d torn writes failed:\n%s' % (
+        len(failures), len(images), '\n'.join(failures[:10]))
+
+
+# -- the model itself ------------------------------------------------------
+
+def test_the_model_keeps_what_was_synced_and_may_lose_the_rest(tmp_path):
+    from objstore.storages.file import fsio
+    log_path = str(tmp_path / 'log')
+    new_path = str(tmp_path / 'new')
+    real = {name: getattr(fsio, name) for name in faults.SEAMS}
+    with faults.Seams() as seams:
+        fd = fsio.open(log_path, os.O_RDWR | os.O_CREAT)
+        fsio.write(fd, b'a' * 1000, 0)
+        fsio.fsync(fd)
+        fsio.fsync_dir(log_path)
+        fsio.write(fd, b'b' * 1000, 1000)
+        other = fsio.open(new_path, os.O_RDWR | os.O_CREAT)
+        fsio.write(other, b'new', 0)
+        fsio.fsync(other)
+        fsio.close(other)
+        fsio.replace(new_path, log_path)
+        fsio.close(fd)
+    assert {name: getattr(fsio, name) for name in faults.SEAMS} == real
+    assert [op.kind for op in seams.log] == [
+        'open', 'write', 'fsync', 'fsync_dir', 'write', 'open', 'write',
+        'fsync', 'close', 'replace', 'close']
+    model = faults.FileSystemModel(str(tmp_path))
+    for op in seams.log:
+        model.apply(op)
+    assert model.current() == {'log': b'new'}
+    seen = set()
+    rng = random.Random(5)
+    for _ in range(300):
+        files, _how = model.image(faults.RandomChoices(rng))
+        if files == {'log': b'new'}:
+            seen.add('renamed')
+            continue
+        # Not renamed: the old file, its synced part whole, and maybe the
+        # new one under its own name.
+        assert files.pop('new', b'new') == b'new'
+        assert set(files) == {'log'}
+        content = files['log']
+        assert content[:1000] == b'a' * 1000
+        tail = content[1000:]
+        assert len(tail) <= 1000
+        assert tail.strip(b'\0') == b'b' * len(tail.strip(b'\0'))
+        seen.add(len(tail))
+    assert 'renamed' in seen and 0 in seen and 1000 in seen
+    assert len(seen) > 3        # torn at 512-byte boundaries too
+
+
+def test_seams_put_fsio_back_after_a_simulated_death(tmp_path):
+    from objstore.storages.file import fsio
+    real = fsio.write
+    with pytest.raises(faults.SimulatedCrash):
+        with faults.Seams() as seams:
+            fd = fsio.open(str(tmp_path / 'x'), os.O_RDWR | os.O_CREAT)
+            seams.crash(kind='write', torn=3)
+            fsio.write(fd, b'abcdef', 0)
+    assert fsio.write is real
+    with open(str(tmp_path / 'x'), 'rb') as f:
+        assert f.read() == b'abc'
+    # The dead process's descriptor was closed, as the kernel would.
+    with pytest.raises(OSError):
+        os.fstat(fd)
