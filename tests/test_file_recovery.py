@@ -8,13 +8,12 @@ import warnings
 import pytest
 
 from objstore import errors
-from objstore.serialize import references
 from objstore.storages.base import maxtid, z64
 from objstore.storages.file import FileStorage, TruncatedTailWarning
 from objstore.storages.file import format as fmt
 from objstore.storages.file import fsio, log
 from objstore.testing.helpers import (
-    commit, make_txn, new_object, record, set_value, undo, value_of)
+    commit, make_txn, new_object, record, set_value, undo)
 
 
 @pytest.fixture

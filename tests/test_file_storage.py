@@ -13,7 +13,7 @@ from objstore.storages.base import maxtid, z64
 from objstore.storages.file import FileStorage
 from objstore.storages.file import format as fmt
 from objstore.testing.helpers import (
-    commit, current, make_txn, new_object, record, set_value, undo, value_of)
+    commit, make_txn, new_object, record, set_value, undo, value_of)
 
 
 class TestFileStorageConformance(
@@ -23,7 +23,8 @@ class TestFileStorageConformance(
         testing.IStorageRestoreableConformance,
         testing.IStorageCurrentRecordIterationConformance,
         testing.ReadVerifyingStorageConformance,
-        testing.IExternalGCConformance):
+        testing.IExternalGCConformance,
+        testing.ReopenConformance):
 
     def make_storage(self):
         return FileStorage(str(self.tmp_path / ('%d.fs' % self.count())))

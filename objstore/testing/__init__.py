@@ -23,6 +23,7 @@ from objstore.testing.history import HistoryConformance
 from objstore.testing.iteration import (
     IStorageCurrentRecordIterationConformance, IStorageIterationConformance)
 from objstore.testing.pack import PackConformance
+from objstore.testing.reopen import ReopenConformance
 from objstore.testing.restore import IStorageRestoreableConformance
 from objstore.testing.threads import ConcurrencyConformance
 from objstore.testing.undo import IStorageUndoableConformance
@@ -42,4 +43,5 @@ __all__ = [
     'IStorageCurrentRecordIterationConformance',
     'IStorageUndoableConformance', 'IStorageRestoreableConformance',
     'ReadVerifyingStorageConformance', 'IExternalGCConformance',
+    'ReopenConformance',
 ]

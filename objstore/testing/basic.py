@@ -246,28 +246,3 @@ class BasicConformance(ConformanceBase):
         storage.tpc_abort(txn)
         with pytest.raises(errors.StorageClosedError):
             storage.tpc_begin(make_txn())
-
-    def test_reopen_keeps_every_revision(self, storage):
-        oid, t1 = new_object(storage, 1, refs=[z64])
-        t2 = set_value(storage, oid, 2)
-        reopened = self.reopen(storage)
-        assert reopened.lastTransaction() == t2
-        assert reopened.loadBefore(oid, maxtid) == (record(2), t2, None)
-        assert reopened.loadSerial(oid, t1) == record(1, refs=[z64])
-        assert u64(reopened.new_oid()) > u64(oid)
-        assert new_object(reopened, 3)[1] > t2
-
-    def test_read_only_storage_refuses_writes(self, storage):
-        oid, tid = new_object(storage, 1)
-        read_only = self.reopen(storage, read_only=True)
-        assert read_only.isReadOnly() is True
-        assert read_only.loadBefore(oid, maxtid) == (record(1), tid, None)
-        with pytest.raises(errors.ReadOnlyError):
-            read_only.new_oid()
-        with pytest.raises(errors.ReadOnlyError):
-            read_only.tpc_begin(make_txn())
-        with pytest.raises(errors.ReadOnlyError):
-            read_only.pack(time.time(), references)
-        with pytest.raises((errors.ReadOnlyError,
-                            errors.StorageTransactionError)):
-            read_only.store(oid, tid, record(2), '', make_txn())

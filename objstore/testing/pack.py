@@ -162,13 +162,3 @@ class PackConformance(ConformanceBase):
         seen = {(txn.tid, rec.oid) for txn in storage.iterator()
                 for rec in txn}
         assert seen == {(t0, z64), (t1, A), (t2, A)}
-
-    def test_packed_state_survives_reopen(self, storage):
-        self.put(storage, 0, {z64: record('root', refs=[A]), A: record(0),
-                              C: record('c')})
-        t1 = self.put(storage, 1, {A: record(1)})
-        self.pack(storage, 1)
-        reopened = self.reopen(storage)
-        assert current(reopened, A) == (record(1), t1)
-        assert len(reopened.history(A, 10)) == 1
-        self.assert_gone(reopened, C)
