@@ -46,10 +46,22 @@ class TransactionTooLargeError(StorageTransactionError):
 
 
 class POSKeyError(StorageError, KeyError):
-    """No record for this oid (or this oid and serial) exists in the storage."""
+    """No record for this oid (or this oid and serial) exists in the storage.
+
+    ``args[0]`` is the oid (as in ZODB). ``referenced_by``, when the load
+    came through a reference, describes the object holding that reference
+    (its oid and class); the connection fills it in.
+    """
+
+    referenced_by = None
 
     def __str__(self):
-        return oid_repr(self.args[0]) if self.args else 'POSKeyError'
+        if not self.args:
+            return 'POSKeyError'
+        text = oid_repr(self.args[0])
+        if self.referenced_by:
+            text += ' (referenced by %s)' % self.referenced_by
+        return text
 
 
 class ConflictError(StorageError, TransientError):
@@ -177,3 +189,24 @@ class CorruptionError(StorageError):
 
 class SerializationError(ObjstoreError):
     """A record could not be pickled or unpickled in ZODB's record format."""
+
+
+class Unsupported(ObjstoreError):
+    """The data uses a feature objstore does not support yet (say, blobs).
+
+    Raised before anything is written, so nothing is half-done.
+    """
+
+
+class ConnectionStateError(ObjstoreError):
+    """A connection or database was used in a state that forbids it: after
+    ``close()``, or closed while it still has changes to commit."""
+
+
+class ReadOnlyHistoryError(ReadOnlyError):
+    """A write through a historical connection (``db.open(at=...)``)."""
+
+
+class InvalidObjectReference(SerializationError):
+    """A stored object refers to an object it may not: one that belongs to
+    another database or connection, or one that cannot be stored."""
