@@ -136,8 +136,9 @@ class IStorage(Interface):
 
     A read-only storage (``isReadOnly()`` true) raises ``ReadOnlyError``
     from ``new_oid``, ``tpc_begin`` and ``pack``. A closed storage raises
-    ``StorageClosedError`` from every method but ``close`` and
-    ``tpc_abort``.
+    ``StorageClosedError`` from every method but ``close``, ``tpc_abort``
+    and the ones that only describe it (``getName``, ``isReadOnly``,
+    ``supportsUndo``), which callers use in messages after a close.
     """
 
     def getName():

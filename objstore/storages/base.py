@@ -222,6 +222,7 @@ class BaseStorage:
 
     def sortKey(self):
         # ZODB's protocol name; unique enough per storage name.
+        self._check_open()
         return self.__name__
 
     def isReadOnly(self):
@@ -232,6 +233,7 @@ class BaseStorage:
 
     def lastTransaction(self):
         with self._lock:
+            self._check_open()
             return self._ltid
 
     def getTid(self, oid):  # ZODB's name, used by its tools and tests
@@ -272,10 +274,12 @@ class BaseStorage:
             raise
 
     def tpc_vote(self, transaction):
+        self._check_open()
         self._check_transaction(transaction)
         return self._vote(transaction)
 
     def tpc_finish(self, transaction, func=lambda tid: None):
+        self._check_open()
         self._check_transaction(transaction)
         try:
             with self._lock:
@@ -309,6 +313,7 @@ class BaseStorage:
 
     def sync(self, force=True):
         """Catch up with commits made elsewhere (nothing to do in-process)."""
+        self._check_open()
 
     # -- hooks ------------------------------------------------------------
 

@@ -223,20 +223,63 @@ class BasicConformance(ConformanceBase):
     def test_use_after_close_raises(self, storage):
         oid, tid = new_object(storage, 1)
         storage.close()
-        calls = [
-            lambda: storage.loadBefore(oid, maxtid),
-            lambda: storage.loadSerial(oid, tid),
-            lambda: storage.history(oid),
-            lambda: storage.new_oid(),
-            lambda: storage.tpc_begin(make_txn()),
-            lambda: storage.store(oid, tid, record(2), '', make_txn()),
-            lambda: storage.pack(time.time(), references),
-        ]
-        for call in calls:
+        calls = {
+            'loadBefore': lambda: storage.loadBefore(oid, maxtid),
+            'loadSerial': lambda: storage.loadSerial(oid, tid),
+            'history': lambda: storage.history(oid),
+            'new_oid': lambda: storage.new_oid(),
+            'tpc_begin': lambda: storage.tpc_begin(make_txn()),
+            'store': lambda: storage.store(oid, tid, record(2), '',
+                                           make_txn()),
+            'tpc_vote': lambda: storage.tpc_vote(make_txn()),
+            'tpc_finish': lambda: storage.tpc_finish(make_txn()),
+            'pack': lambda: storage.pack(time.time(), references),
+            'lastTransaction': lambda: storage.lastTransaction(),
+            'sortKey': lambda: storage.sortKey(),
+            'getSize': lambda: storage.getSize(),
+            '__len__': lambda: len(storage),
+            'getTid': lambda: storage.getTid(oid),
+            'sync': lambda: storage.sync(),
+        }
+        # The optional methods of the interfaces the storage declares.
+        optional = {
+            'load': lambda: storage.load(oid),
+            'iterator': lambda: storage.iterator(),
+            'record_iternext': lambda: storage.record_iternext(),
+            'undoLog': lambda: storage.undoLog(),
+            'undoInfo': lambda: storage.undoInfo(),
+            'undo': lambda: storage.undo(tid, make_txn()),
+            'restore': lambda: storage.restore(oid, tid, record(2), '',
+                                               None, make_txn()),
+            'deleteObject': lambda: storage.deleteObject(oid, tid,
+                                                         make_txn()),
+            'checkCurrentSerialInTransaction':
+                lambda: storage.checkCurrentSerialInTransaction(
+                    oid, tid, make_txn()),
+            'history_start': lambda: storage.history_start(),
+        }
+        calls.update((name, call) for name, call in optional.items()
+                     if hasattr(storage, name))
+        for name, call in calls.items():
             with pytest.raises(errors.StorageClosedError):
                 call()
+                pytest.fail('%s did not raise after close' % name)
         storage.close()
         storage.tpc_abort(make_txn())
+        # Descriptions of the storage, for people and error messages, stay.
+        assert isinstance(storage.getName(), str)
+        assert storage.isReadOnly() in (True, False)
+
+    def test_transaction_in_progress_fails_closed_after_close(self, storage):
+        txn = make_txn()
+        storage.tpc_begin(txn)
+        storage.store(storage.new_oid(), z64, record(1), '', txn)
+        storage.close()
+        with pytest.raises(errors.StorageClosedError):
+            storage.tpc_vote(txn)
+        with pytest.raises(errors.StorageClosedError):
+            storage.tpc_finish(txn)
+        storage.tpc_abort(txn)
 
     def test_close_discards_the_transaction_in_progress(self, storage):
         txn = make_txn()

@@ -234,9 +234,11 @@ class FileStorage(BaseStorage):
             return history_mod.history(self, oid, size)
 
     def getSize(self):
+        self._check_open()
         return self._pos
 
     def __len__(self):
+        self._check_open()
         return len(self._index)
 
     def record_iternext(self, next=None):  # ZODB's protocol name
@@ -455,6 +457,7 @@ class FileStorage(BaseStorage):
         end (the writer is still appending it) waits for a later sync. A
         writer has nothing to catch up with.
         """
+        self._check_open()
         if not self._read_only:
             return
         with self._lock:
