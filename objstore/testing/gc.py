@@ -100,3 +100,27 @@ class IExternalGCConformance(ConformanceBase):
             if next_oid is None:
                 break
         assert found == [a, c]
+
+    def test_store_with_the_deletions_tid_brings_the_object_back(
+            self, storage):
+        # As ZODB's FileStorage: a deletion record's tid is the serial a
+        # store over it passes (what a loaded ghost of it would carry).
+        oid, t1 = new_object(storage, 1)
+        deleted = commit(storage, deletes={oid: t1})
+        t3 = commit(storage, {oid: (deleted, record('back'))})
+        assert current(storage, oid) == (record('back'), t3)
+        with pytest.raises(errors.POSKeyError):
+            storage.loadBefore(oid, t3)
+        assert storage.loadSerial(oid, t1) == record(1)
+
+    def test_store_over_a_deletion_with_another_serial_conflicts(
+            self, storage):
+        oid, t1 = new_object(storage, 1)
+        deleted = commit(storage, deletes={oid: t1})
+        for serial in (z64, t1):
+            with pytest.raises(errors.ConflictError) as info:
+                commit(storage, {oid: (serial, record('stale'))})
+            assert info.value.oid == oid
+        assert storage.lastTransaction() == deleted
+        with pytest.raises(errors.POSKeyError):
+            storage.loadBefore(oid, maxtid)

@@ -292,6 +292,18 @@ class StorageMachine(RuleBasedStateMachine):
             [o for o in self.model.live() if o != z64]), label='oid')
         self.commit({}, [(oid, self.serial(oid))])
 
+    @precondition(lambda self: any(revs[-1][1] is None for revs
+                                   in self.model.revisions.values()))
+    @rule(data=st.data())
+    def revive(self, data):
+        """A store over a deletion record, passing the deletion's tid as
+        serial, brings the object back (as in ZODB's FileStorage)."""
+        oid = data.draw(st.sampled_from(
+            [oid for oid, revs in sorted(self.model.revisions.items())
+             if revs[-1][1] is None]), label='oid')
+        self.commit({oid: (self.serial(oid),
+                           Rec(Item, data.draw(st.integers(0, 9))))})
+
     @precondition(lambda self: self.model.revisions)
     @rule(data=st.data())
     def stale_store(self, data):
@@ -304,9 +316,8 @@ class StorageMachine(RuleBasedStateMachine):
             return
         oid = data.draw(st.sampled_from(candidates), label='oid')
         current = self.model.current(oid)
-        # Storing over a deletion with the deletion's tid as serial is
-        # left out: storages differ there (MemoryStorage, like ZODB's
-        # FileStorage, takes it as current; objstore's FileStorage raises).
+        # Storing over a deletion with the deletion's tid as serial is no
+        # conflict: it brings the object back (rule ``revive``).
         serials = [z64] + [tid for tid, _ in self.model.revisions[oid]
                            if tid != current[0]]
         serial = data.draw(st.sampled_from(serials), label='serial')

@@ -118,6 +118,17 @@ class IStorageUndoableConformance(ConformanceBase):
         tid = undo(storage, uncreated)[0]
         assert current(storage, oid) == (record(1), tid)
 
+    def test_store_over_an_undone_creation_with_the_undos_tid(
+            self, storage):
+        # ZODB's FileStorage takes the undo's tid as the serial of the
+        # deletion record it wrote.
+        oid, created = new_object(storage, 1)
+        uncreated = undo(storage, created)[0]
+        tid = commit(storage, {oid: (uncreated, record('again'))})
+        assert current(storage, oid) == (record('again'), tid)
+        with pytest.raises(errors.ConflictError):
+            commit(storage, {oid: (uncreated, record('stale'))})
+
     def test_changed_object_raises_undo_error_and_writes_nothing(
             self, storage):
         oid, (t1, t2, t3) = self._revisions(storage, 1, 2, 3)

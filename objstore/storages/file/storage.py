@@ -286,8 +286,13 @@ class FileStorage(BaseStorage):
         # keeps every other writer (commit, pack) out until tpc_finish.
         prev = self._index.get(oid, 0)
         if prev:
-            committed = self._committed_serial(oid)
+            with self._lock:
+                committed, _p, _t, flags, _dt, _data = self._read(prev, oid)
+            # A deletion record's tid counts as the serial to store over,
+            # as in ZODB's FileStorage: it brings the object back.
             if serial != committed:
+                if flags & fmt.FLAG_DELETED:
+                    committed = None
                 data = self._resolve(oid, committed, serial, data)
                 self._resolved.append(oid)
         self._pending[oid] = (self._tid, data, None, prev)
