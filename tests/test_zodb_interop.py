@@ -1,0 +1,338 @@
+"""ZODB interop: ZODB.DB on objstore storages, objstore on ZODB's Data.fs,
+and migrating a Data.fs into an objstore file with all its history.
+
+The application is the shop of ``zodb_app`` (Persistent classes, OOBTrees,
+PersistentMapping, PersistentList, BTrees.Length counters).
+"""
+import threading
+import time
+
+import pytest
+
+ZODB = pytest.importorskip('ZODB')
+
+import transaction  # noqa: E402
+import ZODB.FileStorage  # noqa: E402
+import ZODB.POSException as POSException  # noqa: E402
+from ZODB.utils import p64, u64, z64  # noqa: E402
+
+import zodb_app  # noqa: E402
+from objstore import errors  # noqa: E402
+from objstore.storages import FileStorage, MemoryStorage  # noqa: E402
+from objstore.zodb import adapt  # noqa: E402
+
+
+def new_tm():
+    # Explicit managers: each connection's transactions start with begin(),
+    # which is also when ZODB's connections take their snapshot.
+    return transaction.TransactionManager(explicit=True)
+
+
+@pytest.fixture(params=['file', 'memory'])
+def zodb_on_objstore(request, tmp_path):
+    """A factory of ``ZODB.DB`` over an objstore storage (same data each
+    call for the file storage)."""
+    path = str(tmp_path / 'shop.fs')
+    memory = []
+    dbs = []
+
+    def make():
+        if request.param == 'file':
+            storage = FileStorage(path)
+        else:
+            if not memory:
+                memory.append(MemoryStorage())
+            storage = memory[0]
+        db = ZODB.DB(adapt(storage))
+        dbs.append(db)
+        return db
+
+    make.kind = request.param
+    yield make
+    for db in dbs:
+        db.close()
+
+
+def open_shop(db):
+    tm = new_tm()
+    conn = db.open(transaction_manager=tm)
+    tm.begin()
+    return tm, conn, conn.root()['shop']
+
+
+def create_shop(db):
+    tm, conn, _ = open_shop_root(db)
+    zodb_app.build_shop(conn.root())
+    tm.commit()
+    conn.close()
+
+
+def open_shop_root(db):
+    tm = new_tm()
+    conn = db.open(transaction_manager=tm)
+    tm.begin()
+    return tm, conn, conn.root()
+
+
+# -- ZODB.DB over objstore storages --------------------------------------
+
+def test_zodb_db_runs_the_shop_on_an_objstore_storage(zodb_on_objstore):
+    db = zodb_on_objstore()
+    create_shop(db)
+    tm1, conn1, shop1 = open_shop(db)
+    tm2, conn2, shop2 = open_shop(db)
+    assert shop1 is not shop2
+    assert zodb_app.dump(shop1) == zodb_app.dump(shop2)
+
+    order = shop1.place_order('o1', 'ann', {'apple': 3, 'fig': 1})
+    tm1.get().note('first order')
+    tm1.get().setUser('ann')
+    tm1.commit()
+    # conn2 keeps its snapshot until its next transaction.
+    assert shop2.products['apple'].stock == 100
+    assert 'o1' not in shop2.orders
+    tm2.abort()
+    tm2.begin()
+    assert shop2.products['apple'].stock == 97
+    assert shop2.orders['o1'].customer is shop2.customers['ann']
+    assert shop2.orders['o1'].total == order.total == 11
+    assert shop2.customers['ann'].orders[0] is shop2.orders['o1']
+    assert shop2.order_count() == 1 and shop2.sales() == 11
+    assert shop2.products['fig'].tags == ['dried', 'sweet']
+
+    info = db.history(shop1.products['apple']._p_oid, size=10)
+    assert len(info) == 2
+    assert db.undoLog(0, 1)[0]['description'] == 'first order'
+    assert db.undoLog(0, 1)[0]['user_name'] == '/ ann'
+    conn1.close()
+    conn2.close()
+
+
+def test_concurrent_counters_and_inserts_resolve(zodb_on_objstore):
+    db = zodb_on_objstore()
+    create_shop(db)
+    tm1, conn1, shop1 = open_shop(db)
+    tm2, conn2, shop2 = open_shop(db)
+    # Different products and customers, same Length counters and the same
+    # orders bucket: BTrees resolve both.
+    shop1.place_order('o1', 'ann', {'apple': 2})
+    shop2.place_order('o2', 'bob', {'pear': 1})
+    tm1.commit()
+    tm2.commit()
+    tm3, conn3, shop3 = open_shop(db)
+    assert list(shop3.orders) == ['o1', 'o2']
+    assert shop3.order_count() == 2
+    assert shop3.sales() == 2 * 2 + 3
+    assert shop3.products['apple'].stock == 98
+    assert shop3.products['pear'].stock == 49
+    # The committing connection sees the resolved state after its next begin.
+    tm2.begin()
+    assert shop2.order_count() == 2 and list(shop2.orders) == ['o1', 'o2']
+    for conn in conn1, conn2, conn3:
+        conn.close()
+
+
+def test_unresolvable_conflict_raises_zodb_and_objstore_conflict_error(
+        zodb_on_objstore):
+    db = zodb_on_objstore()
+    create_shop(db)
+    tm1, conn1, shop1 = open_shop(db)
+    tm2, conn2, shop2 = open_shop(db)
+    shop1.place_order('o1', 'ann', {'fig': 5})
+    shop2.place_order('o2', 'bob', {'fig': 4})
+    tm1.commit()
+    with pytest.raises(POSException.ConflictError) as info:
+        tm2.commit()
+    assert isinstance(info.value, errors.ConflictError)
+    assert isinstance(info.value, transaction.interfaces.TransientError)
+    assert info.value.get_class_name() == 'zodb_app.Product'
+    assert info.value.get_oid() == shop1.products['fig']._p_oid
+    tm2.abort()
+
+    # Retried the ZODB way, the second order goes through.
+    for attempt in tm2.attempts():
+        with attempt:
+            shop2.place_order('o2', 'bob', {'fig': 4})
+    tm1.begin()
+    assert shop1.products['fig'].stock == 20 - 5 - 4
+    assert shop1.customers['bob'].credit == 1000 - 20
+    assert shop1.order_count() == 2
+    conn1.close()
+    conn2.close()
+
+
+def test_retrying_threads_keep_the_shop_consistent(zodb_on_objstore):
+    db = zodb_on_objstore()
+    create_shop(db)
+    tm, conn, shop = open_shop(db)
+    for n in range(10):
+        shop.add_customer('c%d' % n, credit=10_000)
+    shop.products['apple'].stock = shop.products['pear'].stock = 1000
+    tm.commit()
+    retries = []
+    failures = []
+
+    def shopper(thread_no):
+        tm = transaction.TransactionManager()
+        conn = db.open(transaction_manager=tm)
+        try:
+            for n in range(40):
+                tries = 0
+                for attempt in tm.attempts(100):
+                    tries += 1
+                    with attempt as txn:
+                        txn.note('order %d-%d' % (thread_no, n))
+                        shop = conn.root()['shop']
+                        sku = ('apple', 'pear')[(thread_no + n) % 2]
+                        shop.place_order('t%d-%03d' % (thread_no, n),
+                                         'c%d' % ((thread_no * 3 + n) % 10),
+                                         {sku: 1 + n % 3})
+                retries.append(tries - 1)
+        except Exception as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=shopper, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(retries) == 160
+
+    tm.begin()
+    assert len(shop.orders) == shop.order_count() == 160
+    sold = {}
+    for order in shop.orders.values():
+        for sku, quantity, _ in order.lines:
+            sold[sku] = sold.get(sku, 0) + quantity
+    assert sum(sold.values()) == 4 * sum(1 + n % 3 for n in range(40))
+    assert shop.products['apple'].stock == 1000 - sold['apple']
+    assert shop.products['pear'].stock == 1000 - sold['pear']
+    assert shop.sales() == sum(o.total for o in shop.orders.values())
+    spent = sum(10_000 - shop.customers['c%d' % n].credit for n in range(10))
+    assert spent == shop.sales()
+    assert sum(len(shop.customers['c%d' % n].orders)
+               for n in range(10)) == 160
+    conn.close()
+
+
+def test_zodb_undo_restores_the_previous_state(zodb_on_objstore):
+    db = zodb_on_objstore()
+    create_shop(db)
+    tm, conn, shop = open_shop(db)
+    shop.products['apple'].price = 7
+    shop.settings['currency'] = 'CHF'
+    tm.get().note('price rise')
+    tm.commit()
+    tm.begin()
+    shop.add_product('kiwi', 'Kiwi', 4, stock=3)
+    tm.get().note('kiwi')
+    tm.commit()
+
+    # Undo the price rise (not the last transaction) through ZODB's DB.
+    log = db.undoLog(0, 10)
+    assert [entry['description'] for entry in log[:2]] == ['kiwi', 'price rise']
+    tm.begin()
+    db.undo(log[1]['id'], tm.get())
+    tm.get().note('undo price rise')
+    tm.commit()
+    tm.begin()
+    assert shop.products['apple'].price == 2
+    assert shop.settings['currency'] == 'EUR'
+    assert shop.products['kiwi'].stock == 3
+    assert db.undoLog(0, 1)[0]['description'] == 'undo price rise'
+
+    # A second connection agrees.
+    tm2, conn2, shop2 = open_shop(db)
+    assert zodb_app.dump(shop2) == zodb_app.dump(shop)
+
+    # Undoing a transaction whose objects changed since is refused.
+    shop.products['kiwi'].stock = 2
+    tm.commit()
+    tm.begin()
+    kiwi_log = [e for e in db.undoLog(0, 10) if e['description'] == 'kiwi']
+    db.undo(kiwi_log[0]['id'], tm.get())
+    with pytest.raises(POSException.UndoError) as info:
+        tm.commit()
+    assert isinstance(info.value, errors.UndoError)
+    tm.abort()
+    conn.close()
+    conn2.close()
+
+
+def test_zodb_pack_collects_unreachable_objects(zodb_on_objstore):
+    db = zodb_on_objstore()
+    create_shop(db)
+    tm, conn, shop = open_shop(db)
+    old = shop.add_product('old', 'Discontinued', 1)
+    old.tags.append('legacy')
+    tm.commit()
+    old_oid, tags_oid = old._p_oid, old.tags._p_oid
+    fig_oid = shop.products['fig']._p_oid
+    first_fig_tid = shop.products['fig']._p_serial
+    tm.begin()
+    del shop.products['old']
+    shop.products['fig'].price = 6
+    tm.commit()
+    before = zodb_app.dump(shop)
+    time.sleep(0.01)    # the pack time must be after the last commit
+
+    db.pack()
+    storage = db.storage
+    for oid in old_oid, tags_oid:
+        with pytest.raises(POSException.POSKeyError):
+            storage.load(oid)
+    # Only the current revision of a reachable object stays.
+    assert storage.load(fig_oid)[1] == shop.products['fig']._p_serial
+    with pytest.raises(POSException.POSKeyError):
+        storage.loadSerial(fig_oid, first_fig_tid)
+
+    tm2, conn2, shop2 = open_shop(db)
+    assert zodb_app.dump(shop2) == before
+    # The database keeps working after the pack.
+    shop2.add_product('new', 'New', 1)
+    tm2.commit()
+    tm.begin()
+    assert 'new' in shop.products and 'old' not in shop.products
+    conn.close()
+    conn2.close()
+
+
+def test_shop_survives_reopening_the_file(tmp_path):
+    path = str(tmp_path / 'shop.fs')
+    db = ZODB.DB(adapt(FileStorage(path)))
+    create_shop(db)
+    tm, conn, shop = open_shop(db)
+    shop.place_order('o1', 'ann', {'apple': 1, 'pear': 2})
+    tm.commit()
+    tm.begin()
+    shop.add_product('gone', 'Gone', 1)
+    tm.commit()
+    tm.begin()
+    del shop.products['gone']
+    tm.commit()
+    time.sleep(0.01)
+    db.pack()
+    tm.begin()
+    shop.place_order('o2', 'bob', {'fig': 2})
+    tm.commit()
+    expected = zodb_app.dump(conn.root())
+    last = db.lastTransaction()
+    undo_log = db.undoLog(0, 100)
+    conn.close()
+    db.close()
+
+    db = ZODB.DB(adapt(FileStorage(path)))
+    tm, conn, root = open_shop_root(db)
+    assert zodb_app.dump(root) == expected
+    assert db.lastTransaction() == last
+    assert db.undoLog(0, 100) == undo_log
+    # The shop keeps working after reopening.
+    root['shop'].place_order('o3', 'ann', {'fig': 1})
+    tm.commit()
+    tm.begin()
+    assert root['shop'].order_count() == 3
+    conn.close()
+    db.close()
