@@ -3,6 +3,7 @@ import sys
 
 SUBCOMMANDS = {
     'storages': 'bench.storages',
+    'db': 'bench.db',
 }
 
 
@@ -13,6 +14,8 @@ def main(argv=None):
               file=sys.stderr)
         print('  storages  objstore storages against ZODB\'s, same workload',
               file=sys.stderr)
+        print('  db        objstore DB and Connection against ZODB\'s, same '
+              'objects', file=sys.stderr)
         return 2
     module = __import__(SUBCOMMANDS[argv[0]], fromlist=['main'])
     return module.main(argv[1:])
