@@ -336,3 +336,140 @@ def test_shop_survives_reopening_the_file(tmp_path):
     assert root['shop'].order_count() == 3
     conn.close()
     db.close()
+
+
+# -- databases written by ZODB -------------------------------------------
+
+def build_zodb_datafs(path):
+    """Write a Data.fs with ZODB alone: the shop, a BTree big enough to
+    have several buckets, nested mappings, an undone transaction (ZODB
+    writes back-pointers and an undone creation) and metadata on every
+    transaction. Returns ``[(tid, dump of the root)]``, one per
+    transaction, the database's initial one first."""
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(path))
+    states = [(db.lastTransaction(), None)]
+    tm, conn, root = open_shop_root(db)
+    states[0] = (states[0][0], zodb_app.dump(root))
+
+    def commit(note, user, **extension):
+        txn = tm.get()
+        txn.note(note)
+        txn.setUser(user)
+        for key, value in extension.items():
+            txn.setExtendedInfo(key, value)
+        tm.commit()
+        tm.begin()
+        states.append((db.lastTransaction(), zodb_app.dump(root)))
+
+    shop = zodb_app.build_shop(root)
+    commit('open the shop', 'admin', reason='opening', items=3)
+    shop.place_order('o1', 'ann', {'apple': 3, 'fig': 1})
+    commit('order o1', 'ann', ip='10.0.0.1')
+    notes = root['notes'] = zodb_app.OOBTree()
+    for n in range(400):
+        notes['note-%04d' % n] = 'text %d' % n
+    root['archive'] = zodb_app.PersistentMapping(
+        y2025=zodb_app.PersistentMapping(q1=zodb_app.PersistentList([1, 2])))
+    commit('notes and archive', 'admin')
+    shop.add_product('kiwi', 'Kiwi', 4, stock=5)
+    for n in range(0, 400, 7):
+        del notes['note-%04d' % n]
+    commit('kiwi', 'admin', batch=7)
+    db.undo(db.undoLog(0, 1)[0]['id'], tm.get())
+    commit('undo kiwi', 'admin')
+    shop.products['apple'].price = 3
+    root['archive']['y2025']['q1'].append(3)
+    del shop.customers['bob']
+    commit('price and archive', '', empty_user=True)
+    conn.close()
+    db.close()
+    return states
+
+
+def transactions(storage):
+    """Every transaction of ``storage`` as plain values."""
+    result = []
+    for txn in storage.iterator():
+        records = [(r.oid, r.tid, r.data) for r in txn]
+        result.append((txn.tid, txn.status, bytes(txn.user),
+                       bytes(txn.description), dict(txn.extension), records))
+    return result
+
+
+def outcome(method, *args):
+    """What ``method(*args)`` returns, or the name of the KeyError it raises
+    (ZODB's and objstore's POSKeyError are both KeyErrors)."""
+    try:
+        return method(*args)
+    except KeyError as exc:
+        return ('raised', type(exc).__name__)
+
+
+def test_zodb_written_datafs_is_what_the_test_expects(tmp_path):
+    states = build_zodb_datafs(str(tmp_path / 'Data.fs'))
+    assert len(states) == 7
+    assert 'kiwi' in str(states[4][1]) and 'kiwi' not in str(states[5][1])
+
+
+@pytest.mark.parametrize('dest_kind', ['file', 'memory'])
+def test_copy_transactions_from_a_zodb_datafs_keeps_all_history(
+        tmp_path, dest_kind):
+    source_path = str(tmp_path / 'Data.fs')
+    build_zodb_datafs(source_path)
+    source = ZODB.FileStorage.FileStorage(source_path, read_only=True)
+    if dest_kind == 'file':
+        dest = FileStorage(str(tmp_path / 'copy.fs'))
+    else:
+        dest = MemoryStorage()
+    dest.copyTransactionsFrom(source)
+
+    expected = transactions(source)
+    assert len(expected) == 7
+    assert expected[1][2:5] == (b'/ admin', b'open the shop',
+                                {'reason': 'opening', 'items': 3})
+    assert transactions(dest) == expected
+    assert dest.lastTransaction() == source.lastTransaction()
+    assert len(dest) == len(source)
+    for _, _, _, _, _, records in expected:
+        for oid, tid, _ in records:
+            assert outcome(dest.loadSerial, oid, tid) == \
+                outcome(source.loadSerial, oid, tid), (u64(oid), u64(tid))
+            after = p64(u64(tid) + 1)
+            assert outcome(dest.loadBefore, oid, after) == \
+                outcome(source.loadBefore, oid, after), (u64(oid), u64(tid))
+    # Undo ids are opaque (ZODB's FileStorage encodes the tid in base64).
+    undo_log = [(d['time'], d['user_name'], d['description'])
+                for d in source.undoLog(0, 100)]
+    assert [(d['time'], d['user_name'], d['description'])
+            for d in dest.undoLog(0, 100)] == undo_log
+    source.close()
+    if dest_kind == 'file':
+        # What was copied is on disk.
+        dest.close()
+        dest = FileStorage(str(tmp_path / 'copy.fs'), read_only=True)
+        assert transactions(dest) == expected
+    dest.close()
+
+
+def test_zodb_reads_an_objstore_file_copied_back_to_a_datafs(tmp_path):
+    # The other direction: ZODB's own copyTransactionsFrom takes objstore's
+    # iterator, so a database can always leave objstore for ZODB.
+    build_zodb_datafs(str(tmp_path / 'Data.fs'))
+    source = ZODB.FileStorage.FileStorage(str(tmp_path / 'Data.fs'),
+                                          read_only=True)
+    middle = FileStorage(str(tmp_path / 'objstore.fs'))
+    middle.copyTransactionsFrom(source)
+    back = ZODB.FileStorage.FileStorage(str(tmp_path / 'Back.fs'))
+    back.copyTransactionsFrom(adapt(middle))
+    assert transactions(back) == transactions(source)
+    back.close()
+    middle.close()
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(str(tmp_path / 'Back.fs')))
+    _, conn, root = open_shop_root(db)
+    expected_db = ZODB.DB(source)
+    _, expected_conn, expected_root = open_shop_root(expected_db)
+    assert zodb_app.dump(root) == zodb_app.dump(expected_root)
+    conn.close()
+    expected_conn.close()
+    db.close()
+    expected_db.close()
