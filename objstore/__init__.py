@@ -1,5 +1,20 @@
 """objstore: an object database for Python in the style of ZODB.
 
+The public surface, re-exported here:
+
+* :class:`DB` -- a database on a storage or a path;
+* :func:`open` -- a DB from a path, a URI (``memory://``, ``file:///...``,
+  ``zodb+file:///...`` and the schemes plugins register) or a storage;
+* :func:`connection` -- a context manager yielding an open connection.
+
 The storages live in :mod:`objstore.storages`, their contracts in
 :mod:`objstore.interfaces` and the exceptions in :mod:`objstore.errors`.
+objstore never imports ZODB unless a ZODB storage is used.
 """
+# objstore.db imports the submodule objstore.connection, and importing a
+# submodule binds its name in this package. It must come first, so that
+# the function objstore.connection, bound after it, is what the name means.
+from objstore.db import DB
+from objstore.uri import connection, open  # noqa: A004 -- objstore.open
+
+__all__ = ['DB', 'open', 'connection']

@@ -1,12 +1,18 @@
 """Everything that needs ZODB at run time (the ``zodb`` extra).
 
-:func:`adapt` hands an objstore storage to ZODB: ``ZODB.DB(adapt(storage))``
-runs on it, and ZODB's own tools and storage tests accept it. The adapter
-declares ZODB's interface objects for the capabilities the storage provides
-(``ZODB.DB`` checks ``ZODB.interfaces.IMVCCStorage.providedBy`` to decide how
-to drive a storage) and re-raises objstore's exceptions as classes that are
-both the objstore exception and ZODB's (so ``except
-ZODB.POSException.ConflictError``, which Zope retries on, catches them).
+Both directions between objstore and ZODB:
+
+* :func:`adapt` hands an objstore storage to ZODB: ``ZODB.DB(adapt(storage))``
+  runs on it, and ZODB's own tools and storage tests accept it. The adapter
+  declares ZODB's interface objects for the capabilities the storage
+  provides (``ZODB.DB`` checks ``ZODB.interfaces.IMVCCStorage.providedBy``
+  to decide how to drive a storage) and re-raises objstore's exceptions as
+  classes that are both the objstore exception and ZODB's (so ``except
+  ZODB.POSException.ConflictError``, which Zope retries on, catches them).
+* :func:`from_zodb` hands a ZODB storage to objstore: ``objstore.DB`` sees
+  objstore's interface declarations and gets exceptions that are both
+  ZODB's and objstore's (the same dual classes). :func:`open_zodb_file` is
+  the ``zodb+file://`` URI scheme of :func:`objstore.open`.
 
 This is the only module of the core package that imports ZODB.
 """
@@ -33,22 +39,45 @@ _ERROR_PAIRS = [
     (errors.UndoError, POSException.UndoError),
     (errors.StorageError, POSException.StorageError),
 ]
+# ZODB's exceptions with no storage counterpart in _ERROR_PAIRS, for the
+# other direction (ZODB -> objstore); the catch-all POSError comes last.
+_FROM_ZODB_PAIRS = _ERROR_PAIRS + [
+    (errors.ReadOnlyHistoryError, POSException.ReadOnlyHistoryError),
+    (errors.InvalidObjectReference, POSException.InvalidObjectReference),
+    (errors.ConnectionStateError, POSException.ConnectionStateError),
+    (errors.Unsupported, POSException.Unsupported),
+    (errors.ObjstoreError, POSException.POSError),
+]
 _dual_classes = {}
+
+
+def _combine(ours, theirs, name):
+    """The class deriving from ``ours`` then ``theirs`` (one per pair).
+
+    objstore's class comes first in either direction, so its ``__str__``
+    and attributes (``referenced_by``, ``reason``...) are the ones used.
+    """
+    dual = _dual_classes.get((ours, theirs))
+    if dual is None:
+        dual = type(name, (ours, theirs),
+                    {'__module__': __name__, '__qualname__': name})
+        _dual_classes[(ours, theirs)] = dual
+    return dual
 
 
 def _dual_class(exc_class):
     """A class that is both ``exc_class`` and its ZODB counterpart."""
-    dual = _dual_classes.get(exc_class)
-    if dual is None:
-        for ours, theirs in _ERROR_PAIRS:
-            if issubclass(exc_class, ours):
-                break
-        else:
-            return None
-        dual = type(exc_class.__name__, (exc_class, theirs),
-                    {'__module__': __name__, '__qualname__': exc_class.__name__})
-        _dual_classes[exc_class] = dual
-    return dual
+    for ours, theirs in _ERROR_PAIRS:
+        if issubclass(exc_class, ours):
+            return _combine(exc_class, theirs, exc_class.__name__)
+    return None
+
+
+def _retyped(exc, cls):
+    new = Exception.__new__(cls)
+    new.__dict__.update(exc.__dict__)
+    new.args = exc.args
+    return new
 
 
 def zodb_error(exc):
@@ -59,33 +88,70 @@ def zodb_error(exc):
     dual = _dual_class(type(exc))
     if dual is None:
         return exc
-    new = Exception.__new__(dual)
-    new.__dict__.update(exc.__dict__)
-    new.args = exc.args
+    return _retyped(exc, dual)
+
+
+def objstore_error(exc):
+    """``exc`` as an instance of a class objstore code catches, or ``exc``.
+
+    A ZODB exception becomes one whose class is both objstore's exception of
+    the same meaning and ZODB's exact class; anything else is returned as is.
+    """
+    if not isinstance(exc, POSException.POSError) or \
+            isinstance(exc, errors.ObjstoreError):
+        return exc
+    theirs = type(exc)
+    for ours, paired in _FROM_ZODB_PAIRS:
+        if issubclass(theirs, paired):
+            break
+    new = _retyped(exc, _combine(ours, theirs, theirs.__name__))
+    if isinstance(exc, POSException.MultipleUndoErrors):
+        new.errors = [_undo_error(pair) for pair in getattr(exc, '_errs', ())]
+        new.reason = '; '.join(str(e) for e in new.errors)
+        new.oid = None
+    elif isinstance(exc, POSException.UndoError):
+        # ZODB keeps these private; objstore's UndoError publishes them.
+        new.reason = getattr(exc, '_reason', None)
+        new.oid = getattr(exc, '_oid', None)
     return new
 
 
-def _translating(method):
+def _undo_error(pair):
+    """One entry of ZODB's MultipleUndoErrors as objstore's UndoError.
+
+    ZODB's FileStorage lists ``(oid, UndoError)`` pairs although the
+    class documents ``(reason, oid)``; both are accepted.
+    """
+    first, second = pair
+    if isinstance(second, POSException.POSError):
+        return objstore_error(second)
+    if isinstance(second, BaseException):
+        return errors.UndoError(str(second), first)
+    return errors.UndoError(first, second)
+
+
+def _translating(method, translate=zodb_error, source=errors.ObjstoreError):
+    """``method`` re-raising ``source`` exceptions through ``translate``."""
     @functools.wraps(method)
     def call(*args, **kw):
         try:
             result = method(*args, **kw)
-        except errors.ObjstoreError as exc:
-            translated = zodb_error(exc)
+        except source as exc:
+            translated = translate(exc)
             if translated is exc:
                 raise
             raise translated.with_traceback(exc.__traceback__) from None
         if isinstance(result, types.GeneratorType):
-            return _translating_iter(result)
+            return _translating_iter(result, translate, source)
         return result
     return call
 
 
-def _translating_iter(iterator):
+def _translating_iter(iterator, translate, source):
     try:
         yield from iterator
-    except errors.ObjstoreError as exc:
-        translated = zodb_error(exc)
+    except source as exc:
+        translated = translate(exc)
         if translated is exc:
             raise
         raise translated.with_traceback(exc.__traceback__) from None
@@ -157,3 +223,166 @@ def adapt(storage):
     if isinstance(storage, ZODBStorageAdapter):
         return storage
     return ZODBStorageAdapter(storage)
+
+
+# -- ZODB storages under objstore -----------------------------------------
+
+class ZODBStorageWrapper:
+    """A ZODB storage as objstore sees a storage.
+
+    Every attribute of the wrapped storage is reachable; it declares the
+    objstore interfaces matching the ZODB ones the storage provides, and
+    its methods re-raise ZODB's exceptions as classes that are both
+    objstore's and ZODB's. The wrapped storage is ``wrapper.zodb_storage``.
+    """
+
+    def __init__(self, storage):
+        self.zodb_storage = storage
+        provided = providedBy(storage)
+        ours = [ours for ours, theirs in _INTERFACE_PAIRS
+                if provided.isOrExtends(theirs)]
+        # ZODB storages rarely declare ReadVerifyingStorage, though most
+        # inherit the method from ZODB's BaseStorage.
+        if interfaces.ReadVerifyingStorage not in ours and callable(
+                getattr(storage, 'checkCurrentSerialInTransaction', None)):
+            ours.append(interfaces.ReadVerifyingStorage)
+        directlyProvides(self, *ours)
+        # transaction -> the ZODB TransactionMetaData standing for it.
+        self._metadata = {}
+
+    def __getattr__(self, name):
+        value = getattr(self.zodb_storage, name)
+        if callable(value) and not isinstance(value, type):
+            value = _translating(value, objstore_error, POSException.POSError)
+            if name in ('new_instance', 'before_instance'):
+                # MVCC instances are storages too: wrap them as well.
+                value = _wrapping_result(value)
+            else:
+                self.__dict__[name] = value
+        return value
+
+    def __len__(self):
+        return len(self.zodb_storage)
+
+    def __repr__(self):
+        return '<objstore wrapper for %r>' % (self.zodb_storage,)
+
+    def copyTransactionsFrom(self, other):  # ZODB's protocol name
+        source = getattr(other, 'zodb_storage', other)
+        return self._call('copyTransactionsFrom', source)
+
+    def _call(self, name, *args):
+        method = getattr(self.zodb_storage, name)
+        return _translating(method, objstore_error, POSException.POSError)(*args)
+
+    # -- two-phase commit --------------------------------------------------
+    # ZODB storages read ``extension_bytes`` and bytes ``user`` and
+    # ``description`` off the transaction, as ZODB's Connection hands them a
+    # TransactionMetaData; objstore hands over the ``transaction`` package's
+    # Transaction. Every call of one commit must pass the same object, so
+    # the metadata made at tpc_begin stands for the transaction until
+    # tpc_finish or tpc_abort. Method names are ZODB's protocol names.
+
+    def _meta(self, transaction):
+        return self._metadata.get(id(transaction), (None, transaction))[1]
+
+    def tpc_begin(self, transaction, tid=None, status=' '):
+        meta = transaction
+        if getattr(transaction, 'extension_bytes', None) is None:
+            from ZODB.Connection import TransactionMetaData
+            meta = TransactionMetaData(
+                getattr(transaction, 'user', ''),
+                getattr(transaction, 'description', ''),
+                dict(getattr(transaction, 'extension', None) or {}))
+        self._metadata[id(transaction)] = (transaction, meta)
+        try:
+            if tid is None and status == ' ':
+                return self._call('tpc_begin', meta)
+            return self._call('tpc_begin', meta, tid, status)
+        except BaseException:
+            del self._metadata[id(transaction)]
+            raise
+
+    def store(self, oid, serial, data, version, transaction):
+        return self._call('store', oid, serial, data, version,
+                          self._meta(transaction))
+
+    def restore(self, oid, serial, data, version, prev_txn, transaction):
+        return self._call('restore', oid, serial, data, version, prev_txn,
+                          self._meta(transaction))
+
+    def checkCurrentSerialInTransaction(self, oid, serial, transaction):
+        return self._call('checkCurrentSerialInTransaction', oid, serial,
+                          self._meta(transaction))
+
+    def deleteObject(self, oid, serial, transaction):
+        return self._call('deleteObject', oid, serial, self._meta(transaction))
+
+    def undo(self, transaction_id, transaction=None):
+        return self._call('undo', transaction_id, self._meta(transaction))
+
+    def tpc_vote(self, transaction):
+        return self._call('tpc_vote', self._meta(transaction))
+
+    def tpc_finish(self, transaction, func=lambda tid: None):
+        tid = self._call('tpc_finish', self._meta(transaction), func)
+        self._metadata.pop(id(transaction), None)
+        return tid
+
+    def tpc_abort(self, transaction):
+        try:
+            return self._call('tpc_abort', self._meta(transaction))
+        finally:
+            self._metadata.pop(id(transaction), None)
+
+
+def _wrapping_result(method):
+    @functools.wraps(method)
+    def call(*args, **kw):
+        return from_zodb(method(*args, **kw))
+    return call
+
+
+def from_zodb(storage):
+    """Return the ZODB ``storage`` as ``objstore.DB`` expects a storage.
+
+    Wrapping a wrapper returns it unchanged, and an objstore storage that
+    :func:`adapt` handed to ZODB comes back unwrapped.
+    """
+    if isinstance(storage, ZODBStorageWrapper):
+        return storage
+    if isinstance(storage, ZODBStorageAdapter):
+        return storage.objstore_storage
+    return ZODBStorageWrapper(storage)
+
+
+def open_zodb_file(parsed, options):
+    """``zodb+file:///abs/Data.fs``: a ZODB FileStorage, for objstore.
+
+    Parameters: ``read_only``; ``create`` (default true: create the file
+    when it is missing; never truncates one). ZODB's FileStorage always
+    keeps history and always fsyncs at commit, so ``keep_history`` and
+    ``fsync`` accept true only.
+    """
+    import zc.lockfile
+    from ZODB.FileStorage import FileStorage
+
+    from objstore import uri
+
+    path = uri.local_path(parsed)
+    uri.require_value(parsed, options, 'keep_history', True,
+                      "ZODB's FileStorage always keeps history")
+    uri.require_value(parsed, options, 'fsync', True,
+                      "ZODB's FileStorage always fsyncs at commit")
+    uri.check_exists(parsed, path, options)
+    try:
+        # create=False: ZODB's create=True would truncate an existing file.
+        storage = FileStorage(path, read_only=options.get('read_only', False),
+                              create=False)
+    except zc.lockfile.LockError as exc:
+        raise errors.StorageLockedError(
+            '%s: another process has %s open for writing (%s)'
+            % (uri.uri_text(parsed), path, exc)) from exc
+    except POSException.POSError as exc:
+        raise objstore_error(exc) from None
+    return from_zodb(storage)
