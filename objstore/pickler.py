@@ -1,0 +1,639 @@
+"""Objects <-> records, for one connection (the *jar*).
+
+Records are ZODB's, byte for byte: a class pickle, then a state pickle, both
+protocol :data:`objstore.serialize.PROTOCOL`, from one pickler memo (so the
+state may refer back to the class). The class pickle is
+
+- ``cls`` for ordinary persistent classes,
+- ``(cls, obj.__getnewargs__())`` when the object defines ``__getnewargs__``,
+- ``((module, name), None)`` or ``((module, name), newargs)`` for instances of
+  persistent classes (``persistent.persistentclass``), so the class is found
+  by name and not through a reference.
+
+Persistent sub-objects are persistent ids, exactly as ZODB writes them:
+``(oid, cls)``, a bare ``oid`` when the class defines ``__getnewargs__`` (its
+``__new__`` needs arguments only the record has), ``['w', (oid,)]`` for a
+``persistent.wref.WeakRef``. Reading accepts every form ZODB ever wrote
+(see :mod:`objstore.serialize`); references into other databases raise
+:class:`objstore.errors.Unsupported`.
+
+The C pickler does the work, as in ZODB: one ``pickle.Pickler`` on a reused
+``BytesIO`` per writer, one ``pickle.Unpickler`` per record read. The slow
+paths (a class that cannot be imported, finding where an unpicklable value
+sits) run only after the fast path failed.
+"""
+import io
+import pickle
+
+from persistent import Persistent
+from persistent.wref import WeakRef
+from persistent.wref import WeakRefMarker
+from transaction.interfaces import TransientError
+
+from objstore import broken
+from objstore import errors
+from objstore.serialize import PROTOCOL
+
+# What persistent_id has to look at more closely; everything else is data.
+_REF_TYPES = (Persistent, type, WeakRef)
+
+# Errors that mean something other than "this value cannot be pickled" and
+# must reach the caller unchanged (a conflict while loading, a closed storage).
+_PASS_THROUGH = (errors.ObjstoreError, TransientError)
+
+
+def describe(obj):
+    """``module.Class (oid 0x03)`` for messages about a persistent object."""
+    cls = type(obj)
+    name = '%s.%s' % (cls.__module__, cls.__qualname__)
+    oid = getattr(obj, '_p_oid', None)
+    if isinstance(oid, bytes):
+        return '%s (oid %s)' % (name, errors.oid_repr(oid))
+    return '%s (new object)' % name
+
+
+def _as_oid(oid):
+    # Records written by Python 2 hold oids as str when every byte < 0x80.
+    if isinstance(oid, str):
+        return oid.encode('latin-1')
+    return oid
+
+
+class _ForeignReference(Exception):
+    """Raised inside the pickler; serialize() turns it into a clear error."""
+
+    def __init__(self, target, why):
+        super().__init__(target, why)
+        self.target = target
+        self.why = why
+
+
+class _SlowPickler(pickle._Pickler):
+    """The pure-Python pickler, able to write classes that cannot be imported.
+
+    Broken classes (see :mod:`objstore.broken`) are written as the GLOBAL
+    their record named, which the C pickler refuses because the import
+    check fails. The opcodes are the ones the C pickler writes for a class.
+    """
+
+    def save_global(self, obj, name=None):
+        if isinstance(obj, type) and issubclass(obj, broken.Broken):
+            self.write(pickle.GLOBAL + obj.__module__.encode('utf-8') + b'\n'
+                       + obj.__name__.encode('utf-8') + b'\n')
+            self.memoize(obj)
+        else:
+            super().save_global(obj, name)
+
+
+def _dump_slow(meta, state, persistent_id):
+    f = io.BytesIO()
+    pickler = _SlowPickler(f, PROTOCOL)
+    pickler.persistent_id = persistent_id
+    pickler.dump(meta)
+    pickler.dump(state)
+    return f.getvalue()
+
+
+class ObjectWriter:
+    """Serializes the objects of one jar into records.
+
+    ``new_objects`` collects, in discovery order, every persistent object
+    that had no oid when a record referred to it; it now has an oid from
+    ``jar.new_oid()`` and ``_p_jar`` set to the jar, and must be stored in
+    the same commit. The list only grows; the caller may clear it.
+    """
+
+    def __init__(self, jar):
+        self._jar = jar
+        self.new_objects = []
+        self._file = io.BytesIO()
+        self._pickler = pickle.Pickler(self._file, PROTOCOL)
+        self._pickler.persistent_id = self.persistent_id
+        self._database_name = None
+
+    # -- references -----------------------------------------------------
+
+    def persistent_id(self, obj):
+        """The persistent id of ``obj``, or None to pickle it inline.
+
+        Called by the pickler for every object it meets, so the common
+        case (not persistent) is decided by one isinstance check.
+        """
+        if not isinstance(obj, _REF_TYPES):
+            return None
+        try:
+            oid = obj._p_oid
+        except AttributeError:
+            return None
+        jar = self._jar
+        if oid is None:
+            oid = jar.new_oid()
+            obj._p_oid = oid
+            obj._p_jar = jar
+            self.new_objects.append(obj)
+        elif not isinstance(oid, bytes):
+            if oid is WeakRefMarker:
+                return self._weak_id(obj)
+            # A descriptor: obj is an ordinary class of persistent objects.
+            return None
+        elif obj._p_jar is not jar:
+            raise _ForeignReference(obj, None)
+        cls = type(obj)
+        if hasattr(cls, '__getnewargs__'):
+            return oid
+        return oid, cls
+
+    def _weak_id(self, ref):
+        jar = self._jar
+        oid = ref.oid
+        if oid is None:
+            target = ref()
+            oid = target._p_oid
+            if oid is None:
+                # As in ZODB, a weak reference to a new object adds it: it
+                # is assumed that the object will be reachable eventually.
+                oid = jar.new_oid()
+                target._p_oid = oid
+                target._p_jar = jar
+                self.new_objects.append(target)
+            ref.oid = oid
+            ref.dm = target._p_jar
+            own = self._own_database_name()
+            if own is not None and ref.dm is jar:
+                ref.database_name = own
+        dm = getattr(ref, 'dm', None)
+        if dm is jar:
+            return ['w', (oid,)]
+        if dm is None:
+            # Read from a record that pointed into a database we do not
+            # open: write it back as it was.
+            name = getattr(ref, 'database_name', None)
+            if name is None or name == self._own_database_name():
+                return ['w', (oid,)]
+            return ['w', (oid, name)]
+        if _same_database(dm, jar):
+            return ['w', (oid,)]
+        raise _ForeignReference(ref(), 'weak')
+
+    def _own_database_name(self):
+        if self._database_name is None:
+            self._database_name = _database_name(self._jar)
+        return self._database_name
+
+    # -- records ----------------------------------------------------------
+
+    def serialize(self, obj):
+        """The record of ``obj`` (bytes), in ZODB's format.
+
+        Raises :class:`errors.InvalidObjectReference` when ``obj`` refers to
+        an object of another connection or database, and
+        :class:`errors.SerializationError` naming ``obj``'s class, oid and
+        the attribute path of a value that cannot be pickled.
+        """
+        meta = self._class_meta(obj)
+        try:
+            state = obj.__getstate__()
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            raise errors.SerializationError(
+                'cannot store %s: its __getstate__() raised %s: %s'
+                % (describe(obj), type(exc).__name__, exc)) from exc
+        f = self._file
+        pickler = self._pickler
+        # Reuse the buffer and pickler: rewind, write, cut off leftovers.
+        f.seek(0)
+        pickler.clear_memo()
+        try:
+            pickler.dump(meta)
+            pickler.dump(state)
+        except _ForeignReference as exc:
+            raise self._foreign_error(obj, state, exc) from None
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            return self._serialize_slowly(obj, meta, state, exc)
+        f.truncate()
+        return f.getvalue()
+
+    def _class_meta(self, obj):
+        cls = type(obj)
+        newargs = getattr(obj, '__getnewargs__', None)
+        if isinstance(obj, broken.PersistentBroken):
+            # Write the class pickle in the form the record was read with.
+            args = obj.__dict__.get('__Broken_newargs__')
+            return cls if args is None else (cls, tuple(args))
+        if (isinstance(getattr(cls, '_p_oid', 0), (bytes, type(None)))
+                and cls.__module__):
+            # A persistent class: named, so copying data between databases
+            # does not drag the class object along by reference.
+            name = (cls.__module__, cls.__name__)
+            return name, (None if newargs is None else newargs())
+        if newargs is None:
+            return cls
+        return cls, newargs()
+
+    def _serialize_slowly(self, obj, meta, state, first_error):
+        # The C pickler refuses classes it cannot import; broken objects
+        # (or states holding broken instances) need the slow pickler.
+        try:
+            return _dump_slow(meta, state, self.persistent_id)
+        except _ForeignReference as exc:
+            raise self._foreign_error(obj, state, exc) from None
+        except _PASS_THROUGH:
+            raise
+        except Exception:
+            pass
+        raise _unpicklable_error(obj, meta, state, first_error) from first_error
+
+    def _foreign_error(self, obj, state, exc):
+        target = exc.target
+        path = _find_path(state, lambda value: value is target or (
+            isinstance(value, WeakRef)
+            and getattr(value, '_v_ob', None) is target))
+        where = ('%s refers' % path) if path else 'it refers'
+        if exc.why == 'weak':
+            where += ' weakly'
+        if getattr(target, '_p_jar', None) is None:
+            whose = 'which has an oid but no connection (was it removed ' \
+                    'from its database?)'
+        else:
+            whose = ('which belongs to another connection or database; '
+                     'objects may refer only to objects of their own '
+                     'connection')
+        return errors.InvalidObjectReference(
+            'cannot store %s: %s to %s, %s'
+            % (describe(obj), where, describe(target), whose))
+
+
+def _database_name(jar):
+    db = getattr(jar, 'db', None)
+    if db is None:
+        return None
+    try:
+        return getattr(db(), 'database_name', None)
+    except Exception:
+        return None
+
+
+def _same_database(jar_a, jar_b):
+    try:
+        return jar_a.db() is jar_b.db()
+    except Exception:
+        return False
+
+
+# -- finding the unpicklable value (error path only) ----------------------
+
+_MAX_DEPTH = 100
+
+
+def _is_reference(value):
+    if isinstance(value, WeakRef):
+        return True
+    if isinstance(value, _REF_TYPES):
+        oid = getattr(value, '_p_oid', 0)
+        return oid is None or isinstance(oid, bytes)
+    return False
+
+
+def _probe_id(value):
+    # Never assigns oids: the probe only asks "does this pickle?".
+    return 'ref' if _is_reference(value) else None
+
+
+def _probe(value):
+    """None when ``value`` pickles on its own, else the exception."""
+    try:
+        _dump_slow(None, value, _probe_id)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _short_repr(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def _attributes(state):
+    """Children of an instance state, as ``.name`` paths."""
+    if isinstance(state, dict):
+        return [('.%s' % key if isinstance(key, str) else '[%s]'
+                 % _short_repr(key), value) for key, value in state.items()]
+    if (isinstance(state, tuple) and len(state) == 2
+            and all(part is None or isinstance(part, dict) for part in state)):
+        # (instance dict, slot values), as objects with __slots__ give.
+        return _attributes(state[0] or {}) + _attributes(state[1] or {})
+    if state is None:
+        return []
+    return [('.__getstate__()', state)]
+
+
+def _children(value):
+    """(path suffix, child) pairs of what pickling ``value`` pickles."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            suffix = '[%s]' % _short_repr(key)
+            found.append((suffix + ' (a dict key)', key))
+            found.append((suffix, item))
+        return found
+    if isinstance(value, (list, tuple)):
+        return [('[%d]' % i, item) for i, item in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        return [('{%s}' % _short_repr(item), item) for item in value]
+    try:
+        reduced = value.__reduce_ex__(PROTOCOL)
+    except Exception:
+        return []
+    if not isinstance(reduced, tuple):
+        return []
+    found = []
+    if len(reduced) > 1 and isinstance(reduced[1], tuple):
+        found.extend(('.__reduce__()[1][%d]' % i, arg)
+                     for i, arg in enumerate(reduced[1]))
+    if len(reduced) > 2:
+        found.extend(_attributes(reduced[2]))
+    if len(reduced) > 3 and reduced[3] is not None:
+        found.extend(('[%d]' % i, item) for i, item in enumerate(reduced[3]))
+    if len(reduced) > 4 and reduced[4] is not None:
+        found.extend(('[%s]' % _short_repr(key), item)
+                     for key, item in reduced[4])
+    return found
+
+
+def _find_unpicklable(value, path, depth, seen):
+    """(path, value, error) of the innermost value that cannot be pickled."""
+    if _is_reference(value):
+        return None
+    error = _probe(value)
+    if error is None:
+        return None
+    if depth < _MAX_DEPTH and id(value) not in seen:
+        seen.add(id(value))
+        for suffix, child in _children(value):
+            found = _find_unpicklable(child, path + suffix, depth + 1, seen)
+            if found is not None:
+                return found
+    return path, value, error
+
+
+def _find_path(state, test):
+    """The attribute path to the first value of ``state`` passing ``test``."""
+    seen = set()
+    pending = [(suffix, child) for suffix, child in _attributes(state)]
+    pending.reverse()
+    while pending:
+        path, value = pending.pop()
+        if test(value):
+            return path
+        if _is_reference(value) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        children = _children(value)
+        for suffix, child in reversed(children):
+            pending.append((path + suffix, child))
+    return ''
+
+
+def _what(value):
+    cls = type(value)
+    if cls.__module__ == 'builtins':
+        name = cls.__name__
+    else:
+        name = '%s.%s' % (cls.__module__, cls.__qualname__)
+    article = 'an' if name[:1].lower() in 'aeiou' else 'a'
+    return '%s %s' % (article, name)
+
+
+def _unpicklable_error(obj, meta, state, first_error):
+    if _probe(meta) is not None:
+        return errors.SerializationError(
+            'cannot store %s: its class cannot be pickled by reference (%s)'
+            % (describe(obj), first_error))
+    found = None
+    seen = set()
+    for suffix, child in _attributes(state):
+        found = _find_unpicklable(child, suffix, 1, seen)
+        if found is not None:
+            break
+    if found is None:
+        return errors.SerializationError(
+            'cannot store %s: %s: %s'
+            % (describe(obj), type(first_error).__name__, first_error))
+    path, value, error = found
+    return errors.SerializationError(
+        'cannot store %s: %s is %s, which cannot be pickled (%s)'
+        % (describe(obj), path, _what(value), error))
+
+
+# -- reading ---------------------------------------------------------------
+
+class ObjectReader:
+    """Turns the records of one jar back into objects.
+
+    References are resolved through the jar: the cached object when
+    ``jar._cache`` has the oid, else ``jar.get_ghost(oid, cls)`` (``cls``
+    None when the reference does not carry it). Classes that cannot be
+    imported give broken classes (:mod:`objstore.broken`), never errors.
+    Any other failure to unpickle raises :class:`errors.SerializationError`
+    naming the oid; errors of objstore (a missing record, a conflict) pass
+    through unchanged.
+    """
+
+    def __init__(self, jar):
+        self._jar = jar
+        self._classes = {}
+        self._database_name = None
+        self._loading = None
+        # A class per reader so the C unpickler calls our bound methods
+        # directly, without a Python-level trampoline.
+        self._unpickler = type('RecordUnpickler', (pickle.Unpickler,), {
+            'find_class': staticmethod(self.find_class),
+            'persistent_load': staticmethod(self.persistent_load),
+        })
+
+    def find_class(self, module, name):
+        """The global ``module.name``; a broken class when it is missing.
+
+        Found globals are cached by name for the reader's life; missing
+        ones are looked up again, so code that comes back is seen.
+        """
+        key = (module, name)
+        try:
+            return self._classes[key]
+        except KeyError:
+            pass
+        value = broken.find_global(module, name)
+        if not broken.is_broken(value):
+            self._classes[key] = value
+        return value
+
+    # -- class metadata ---------------------------------------------------
+
+    def _class_and_args(self, meta):
+        if meta.__class__ is tuple:
+            cls, args = meta
+            if isinstance(cls, tuple):
+                cls = self.find_class(*cls)
+            if args is None:
+                args = ()
+        else:
+            cls, args = meta, ()
+        if isinstance(cls, type) and issubclass(cls, broken.Broken):
+            cls = broken.persistent_broken(cls)
+        return cls, args
+
+    def _load_meta(self, record, oid):
+        try:
+            return self._unpickler(io.BytesIO(record)).load()
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            raise _load_error(oid, 'its class', exc) from exc
+
+    def get_class(self, record, oid=None):
+        """The class of the object a record holds (``oid`` for messages)."""
+        return self._class_and_args(self._load_meta(record, oid))[0]
+
+    def new_ghost(self, oid, record):
+        """A ghost of the record's class: ``__init__`` not called,
+        ``_p_oid``/``_p_jar`` set, not added to the cache."""
+        cls, args = self._class_and_args(self._load_meta(record, oid))
+        try:
+            obj = cls.__new__(cls, *args)
+            obj._p_oid = oid
+            obj._p_jar = self._jar
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            raise _load_error(oid, 'a ghost of %s.%s' % (
+                cls.__module__, cls.__qualname__), exc) from exc
+        obj._p_deactivate()
+        return obj
+
+    # -- state --------------------------------------------------------------
+
+    def _load(self, record, oid):
+        outer = self._loading
+        self._loading = oid
+        try:
+            unpickler = self._unpickler(io.BytesIO(record))
+            meta = unpickler.load()
+            state = unpickler.load()
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            raise _load_error(oid, 'its state', exc) from exc
+        finally:
+            self._loading = outer
+        return meta, state
+
+    def get_state(self, record, oid=None):
+        """The state a record holds, references resolved through the jar."""
+        return self._load(record, oid)[1]
+
+    def set_ghost_state(self, obj, record):
+        """Unpickle the record's state into ``obj`` (``obj.__setstate__``)."""
+        oid = obj._p_oid
+        meta, state = self._load(record, oid)
+        try:
+            obj.__setstate__(state)
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            raise _load_error(oid, 'its state into %s' % describe(obj),
+                              exc) from exc
+        if isinstance(obj, broken.PersistentBroken):
+            # Ghosting dropped the __new__ arguments; keep them (None for
+            # the plain class form) so the record is written back as read.
+            obj.__dict__['__Broken_newargs__'] = (
+                meta[1] if meta.__class__ is tuple else None)
+
+    # -- references ---------------------------------------------------------
+
+    def persistent_load(self, reference):
+        """The object a persistent id names (every form ZODB writes)."""
+        if reference.__class__ is tuple:
+            oid, cls = reference
+            oid = _as_oid(oid)
+            obj = self._jar._cache.get(oid)
+            if obj is not None:
+                return obj
+            return self._ghost(oid, cls)
+        if isinstance(reference, (bytes, str)):
+            oid = _as_oid(reference)
+            obj = self._jar._cache.get(oid)
+            if obj is not None:
+                return obj
+            return self._ghost(oid, None)
+        if isinstance(reference, list):
+            if len(reference) == 1:
+                # The oldest weak reference form: [oid].
+                return self._weak(reference[0])
+            kind, args = reference
+            if kind == 'w':
+                return self._weak(*args)
+            if kind == 'm':
+                return self._other_database(args[0], args[1], args[2])
+            if kind == 'n':
+                return self._other_database(args[0], args[1], None)
+        raise pickle.UnpicklingError(
+            'unknown persistent reference %r' % (reference,))
+
+    def _ghost(self, oid, cls):
+        if cls is not None:
+            if isinstance(cls, tuple):
+                cls = self.find_class(*cls)
+            if isinstance(cls, type) and issubclass(cls, broken.Broken):
+                cls = broken.persistent_broken(cls)
+        try:
+            return self._jar.get_ghost(oid, cls)
+        except errors.POSKeyError as exc:
+            if exc.referenced_by is None and self._loading is not None:
+                exc.referenced_by = self._describe_loading()
+            raise
+
+    def _describe_loading(self):
+        obj = self._jar._cache.get(self._loading)
+        if obj is None:
+            return 'oid %s' % errors.oid_repr(self._loading)
+        cls = type(obj)
+        return '%s.%s at oid %s' % (cls.__module__, cls.__qualname__,
+                                    errors.oid_repr(self._loading))
+
+    def _own_database_name(self):
+        if self._database_name is None:
+            self._database_name = _database_name(self._jar)
+        return self._database_name
+
+    def _weak(self, oid, database_name=None):
+        ref = WeakRef.__new__(WeakRef)
+        ref.oid = _as_oid(oid)
+        if database_name is None or database_name == self._own_database_name():
+            ref.dm = self._jar
+        else:
+            # A weak reference into a database we do not open: calling it
+            # gives None (the target is "gone"), writing it keeps it.
+            ref.database_name = database_name
+        return ref
+
+    def _other_database(self, database_name, oid, cls):
+        oid = _as_oid(oid)
+        if database_name == self._own_database_name():
+            obj = self._jar._cache.get(oid)
+            if obj is not None:
+                return obj
+            return self._ghost(oid, cls)
+        raise errors.Unsupported(
+            '%s refers to oid %s in database %r: cross-database references '
+            'are not supported by objstore yet'
+            % (self._describe_loading() if self._loading is not None
+               else 'a record', errors.oid_repr(oid), database_name))
+
+
+def _load_error(oid, what, exc):
+    where = 'oid %s' % errors.oid_repr(oid) if oid is not None else 'a record'
+    return errors.SerializationError(
+        'cannot load %s of %s: %s: %s' % (what, where, type(exc).__name__, exc))
