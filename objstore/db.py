@@ -56,6 +56,20 @@ def describe_tid(tid):
                             when.strftime('%Y-%m-%d %H:%M:%S.%f'))
 
 
+def _as_text(entries):
+    """History or undo entries with ``user_name`` and ``description`` as
+    text, as ZODB's DB returns them (storages keep bytes)."""
+    result = []
+    for entry in entries:
+        entry = dict(entry)
+        for name in ('user_name', 'description'):
+            value = entry.get(name)
+            if isinstance(value, bytes):
+                entry[name] = value.decode('utf-8', 'replace')
+        result.append(entry)
+    return result
+
+
 @implementer(IDatabase)
 class DB:
     """An object database over one storage; see ``IDatabase``.
@@ -276,9 +290,11 @@ class DB:
     def history(self, oid_or_obj, size=1):
         """Up to ``size`` revisions of an object (or oid), newest first,
         each a dict with ``tid``, ``time``, ``user_name``, ``description``,
-        ``size`` and the transaction's extension items."""
+        ``size`` and the transaction's extension items. As in ZODB's DB,
+        ``user_name`` and ``description`` are text here (bytes in the
+        storage)."""
         oid = getattr(oid_or_obj, '_p_oid', oid_or_obj)
-        return self.storage.history(oid, size)
+        return _as_text(self.storage.history(oid, size))
 
     def pack(self, t=None, days=0):
         """Drop history older than ``t`` (default now) minus ``days`` days
@@ -312,13 +328,13 @@ class DB:
         """Undoable transactions, newest first (the storage's undoLog)."""
         if not self.supportsUndo():
             return []
-        return self.storage.undoLog(first, last, filter)
+        return _as_text(self.storage.undoLog(first, last, filter))
 
     def undoInfo(self, first=0, last=-20, specification=None):
         """Undoable transactions matching ``specification``, newest first."""
         if not self.supportsUndo():
             return []
-        return self.storage.undoInfo(first, last, specification)
+        return _as_text(self.storage.undoInfo(first, last, specification))
 
     def undo(self, transaction_id, txn=None):
         """Undo ``transaction_id`` (an ``id`` from ``undoLog``) when ``txn``
