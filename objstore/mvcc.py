@@ -1,0 +1,631 @@
+"""One way for the database to drive every storage: as an IMVCCStorage.
+
+A natively MVCC storage (ZODB's ``MVCCMappingStorage``, PostgreSQL later)
+hands out instances itself. A plain storage (objstore's MemoryStorage and
+FileStorage, ZODB's FileStorage and MappingStorage) is wrapped in an
+:class:`MVCCAdapter`, which gives each connection an instance with its own
+snapshot and relays invalidations between the instances:
+
+* ``new_instance()``: reads as of the snapshot taken at its last
+  ``poll_invalidations()``, through ``loadBefore``; writes pass through to
+  the storage, and its commits are reported to every other instance.
+* ``before_instance(before)`` and :func:`historical`: read-only views
+  pinned at a past moment (``db.open(at=...)``).
+
+The storage protocol names (``loadBefore``, ``tpc_begin``, ``sortKey``...)
+are ZODB's and keep their camelCase. This module never imports ZODB: it
+recognises ZODB's interfaces and exceptions by name.
+"""
+import threading
+
+from zope.interface import alsoProvides
+from zope.interface import implementer
+from zope.interface import providedBy
+
+from objstore import errors
+from objstore.interfaces import (
+    IExternalGC, IMVCCStorage, IStorageIteration, IStorageUndoable,
+    IStorageWrapper, ReadVerifyingStorage)
+from objstore.serialize import pack_extension
+from objstore.serialize import references as _references
+
+__all__ = ['MVCCAdapter', 'historical', 'is_mvcc']
+
+# Not imported from objstore.storages: importing that package loads every
+# storage (and BTrees), which the core must not pay for or depend on.
+z64 = b'\0' * 8
+maxtid = b'\x7f\xff\xff\xff\xff\xff\xff\xff'
+
+
+def p64(n):
+    return n.to_bytes(8, 'big')
+
+
+def u64(b):
+    return int.from_bytes(b, 'big')
+
+
+def _after(tid):
+    """The smallest tid above ``tid``: loadBefore(oid, _after(t)) reads at t."""
+    return p64(u64(tid) + 1)
+
+
+def _provides(obj, iface):
+    """Whether ``obj`` provides ``iface``, objstore's or ZODB's namesake."""
+    if iface.providedBy(obj):
+        return True
+    name = iface.__name__
+    return any(i.__name__ == name for i in providedBy(obj).flattened())
+
+
+def is_mvcc(storage):
+    """True if ``storage`` provides IMVCCStorage (objstore's or ZODB's)."""
+    return _provides(storage, IMVCCStorage)
+
+
+# ZODB's exceptions, by class name, and the objstore ones they become, so
+# the layers above catch one family whatever storage sits below.
+_FOREIGN = (
+    ('ReadConflictError', errors.ReadConflictError),
+    ('ConflictError', errors.ConflictError),
+    ('POSKeyError', errors.POSKeyError),
+    ('ReadOnlyError', errors.ReadOnlyError),
+    ('StorageTransactionError', errors.StorageTransactionError),
+    ('UndoError', errors.UndoError),
+)
+
+
+def _translate(exc):
+    """The objstore exception for a ZODB storage's ``exc``, or None."""
+    if isinstance(exc, errors.ObjstoreError):
+        return None
+    names = {k.__name__ for k in type(exc).__mro__
+             if k.__module__.startswith('ZODB')}
+    for name, ours in _FOREIGN:
+        if name not in names:
+            continue
+        if issubclass(ours, errors.ConflictError):
+            return ours(getattr(exc, 'message', None) or None,
+                        oid=getattr(exc, 'oid', None),
+                        serials=getattr(exc, 'serials', None),
+                        class_name=getattr(exc, 'class_name', None))
+        if ours is errors.UndoError:
+            return ours(str(exc), getattr(exc, 'oid', None))
+        return ours(*exc.args)
+    return None
+
+
+def _passing_errors(method):
+    """Wrap a write method so ZODB storages' errors come out as objstore's."""
+    def wrapper(*args, **kw):
+        try:
+            return method(*args, **kw)
+        except Exception as exc:
+            ours = _translate(exc)
+            if ours is None:
+                raise
+            raise ours from exc
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+class _Delegating:
+    """Reads and descriptions every view passes straight to the storage."""
+
+    # Methods a storage may or may not have (capabilities, ZODB extras):
+    # a view has one exactly when its storage has it, so callers can
+    # keep testing for them with getattr/hasattr.
+    _optional = ('history_start', 'iterator', 'record_iternext', 'getTid',
+                 'supportsUndo', 'undoLog', 'undoInfo')
+
+    def __init__(self, storage):
+        self._storage = storage
+        self._loadBefore = storage.loadBefore
+
+    def __getattr__(self, name):
+        if name in self._optional:
+            return getattr(self._storage, name)
+        raise AttributeError(name)
+
+    def _declare_capabilities(self, *ifaces):
+        for iface in ifaces:
+            if _provides(self._storage, iface):
+                alsoProvides(self, iface)
+
+    def getName(self):
+        return self._storage.getName()
+
+    def sortKey(self):
+        return self._storage.sortKey()
+
+    def getSize(self):
+        return self._storage.getSize()
+
+    def __len__(self):
+        return len(self._storage)
+
+    def __bool__(self):
+        # An empty storage is still a storage: ``if storage:`` must not
+        # fall back on __len__.
+        return True
+
+    def lastTransaction(self):
+        return self._storage.lastTransaction()
+
+    def isReadOnly(self):
+        return self._storage.isReadOnly()
+
+    def loadBefore(self, oid, tid):
+        """As the storage's, with ZODB's POSKeyError made objstore's."""
+        try:
+            return self._loadBefore(oid, tid)
+        except errors.POSKeyError:
+            raise
+        except KeyError as exc:
+            raise errors.POSKeyError(oid) from exc
+
+    @_passing_errors
+    def loadSerial(self, oid, serial):
+        return self._storage.loadSerial(oid, serial)
+
+    @_passing_errors
+    def history(self, oid, size=1):
+        return self._storage.history(oid, size)
+
+    def registerDB(self, wrapper):
+        """Does nothing: the adapter is the storage's wrapper and tells
+        the views what they need."""
+
+
+def _as_bytes(text):
+    return text.encode('utf-8') if isinstance(text, str) else bytes(text or b'')
+
+
+class _Metadata:
+    """A transaction's metadata with the attributes ZODB's storages read
+    (those of its TransactionMetaData)."""
+
+    def __init__(self, transaction):
+        self.user = _as_bytes(getattr(transaction, 'user', b''))
+        self.description = _as_bytes(getattr(transaction, 'description', b''))
+        self.extension = dict(getattr(transaction, 'extension', None) or {})
+        self.extension_bytes = pack_extension(self.extension)
+
+
+class _Writing(_Delegating):
+    """Two-phase commit through a view, remembering the oids it writes.
+
+    Subclasses say, in ``_committed``, whom those oids are reported to.
+    """
+
+    _txn = None         # the caller's transaction object
+    _meta = None        # what the storage was given for it
+    _written = None     # oids stored or deleted: reported to the others
+    _undone = None      # oids undo rewrote: reported to everyone
+
+    def _given(self, transaction):
+        """The object the storage knows ``transaction`` by."""
+        return self._meta if transaction is self._txn else transaction
+
+    @_passing_errors
+    def new_oid(self):
+        return self._storage.new_oid()
+
+    @_passing_errors
+    def tpc_begin(self, transaction, tid=None):
+        """Accepts a ``transaction.Transaction`` or transaction metadata.
+
+        ZODB's storages read ``extension_bytes``, which only metadata
+        objects have, so a plain transaction is handed to the storage as
+        metadata; the caller keeps using its own object.
+        """
+        meta = transaction
+        if not hasattr(transaction, 'extension_bytes'):
+            meta = _Metadata(transaction)
+        if tid is None:
+            self._storage.tpc_begin(meta)
+        else:
+            self._storage.tpc_begin(meta, tid)
+        # Only now: tpc_begin held us until the commit lock was ours, so
+        # these belong to this transaction alone until it ends.
+        self._txn = transaction
+        self._meta = meta
+        self._written = set()
+        self._undone = set()
+
+    @_passing_errors
+    def store(self, oid, serial, data, version, transaction):
+        self._storage.store(oid, serial, data, version,
+                            self._given(transaction))
+        self._written.add(oid)
+
+    @_passing_errors
+    def deleteObject(self, oid, serial, transaction):
+        self._storage.deleteObject(oid, serial, self._given(transaction))
+        self._written.add(oid)
+
+    @_passing_errors
+    def checkCurrentSerialInTransaction(self, oid, serial, transaction):
+        check = getattr(self._storage, 'checkCurrentSerialInTransaction',
+                        None)
+        if check is not None:
+            return check(oid, serial, self._given(transaction))
+        # The commit lock is held from tpc_begin on, so the committed
+        # serial cannot change between this read and tpc_finish.
+        if transaction is not self._txn:
+            raise errors.StorageTransactionError(
+                'transaction %r is not the one committing in %s'
+                % (transaction, self.getName()))
+        try:
+            current = self.loadBefore(oid, maxtid)
+        except errors.POSKeyError:
+            current = None
+        committed = current[1] if current else None
+        if committed != serial:
+            raise errors.ReadConflictError(oid=oid,
+                                           serials=(committed, serial))
+
+    @_passing_errors
+    def undo(self, transaction_id, transaction):
+        """Undo through the storage; the oids it rewrites are reported to
+        every instance, this one too (its cached copies are stale)."""
+        undo = getattr(self._storage, 'undo', None)
+        if undo is None:
+            raise errors.Unsupported('storage %s cannot undo'
+                                     % self.getName())
+        result = undo(transaction_id, self._given(transaction))
+        if result:
+            self._undone.update(result[1])
+        return result
+
+    @_passing_errors
+    def tpc_vote(self, transaction):
+        """Returns the list of oids whose conflicts the storage resolved."""
+        return list(self._storage.tpc_vote(self._given(transaction)) or ())
+
+    @_passing_errors
+    def tpc_finish(self, transaction, func=lambda tid: None):
+        """Commit; calls ``func(tid)`` after the invalidations went out."""
+        mine = transaction is self._txn
+        written, undone = self._written or set(), self._undone or set()
+        committed = []
+
+        def finish(tid):
+            committed.append(tid)
+            # Before func and before the storage reports tid: an instance
+            # whose snapshot covers tid must already know what it changed.
+            self._committed(tid, written | undone, undone)
+            func(tid)
+
+        tid = self._storage.tpc_finish(self._given(transaction), finish)
+        if mine:
+            self._end()
+        return tid if tid is not None else committed[0]
+
+    def tpc_abort(self, transaction):
+        mine = transaction is self._txn
+        self._storage.tpc_abort(self._given(transaction))
+        # Another transaction's abort must not clear the state of the one
+        # committing (the storage ignores it too).
+        if mine:
+            self._end()
+
+    def _end(self):
+        self._txn = self._meta = self._written = self._undone = None
+
+
+@implementer(IMVCCStorage, IStorageWrapper, ReadVerifyingStorage)
+class MVCCAdapter(_Writing):
+    """Drives a plain storage as an IMVCCStorage; its IStorageWrapper.
+
+    ``MVCCAdapter(storage)`` calls ``storage.registerDB(self)``. Connections
+    use ``new_instance()`` (own snapshot) or ``before_instance(before)``
+    (read-only, pinned). The adapter itself reads current data, not a
+    snapshot: its ``load`` reads the newest revision and its
+    ``poll_invalidations()`` always returns None. Commits made through the
+    adapter are reported to every instance. Thread-safe.
+    """
+
+    _closed = False
+
+    def __init__(self, storage):
+        super().__init__(storage)
+        # Guards the instance set and every instance's invalidations and
+        # snapshot bookkeeping; never held while calling the storage.
+        self._lock = threading.Lock()
+        self._instances = set()
+        self._declare_capabilities(IStorageIteration, IStorageUndoable,
+                                   IExternalGC)
+        register = getattr(storage, 'registerDB', None)
+        if register is not None:
+            register(self)
+
+    # -- IMVCCStorage -----------------------------------------------------
+
+    def new_instance(self):
+        """An instance with its own snapshot of the newest commit."""
+        if self._closed:
+            raise errors.StorageClosedError(
+                'storage %s is closed' % self._storage.getName())
+        instance = MVCCInstance(self)
+        with self._lock:
+            self._instances.add(instance)
+        # Registered first, so no commit falls between the snapshot and
+        # the invalidations the instance collects.
+        instance.poll_invalidations()
+        return instance
+
+    def before_instance(self, before):
+        """A read-only instance showing the database just before ``before``
+        (an exclusive tid); it never changes."""
+        return HistoricalInstance(self._storage, before)
+
+    def load(self, oid):
+        """``(data, serial)`` of the newest revision; POSKeyError if none."""
+        result = self.loadBefore(oid, maxtid)
+        if result is None:
+            raise errors.POSKeyError(oid)
+        return result[0], result[1]
+
+    def poll_invalidations(self):
+        """Always None: the adapter has no snapshot to report against."""
+        return None
+
+    def sync(self, force=True):
+        """Let the storage catch up with other processes' commits."""
+        sync = getattr(self._storage, 'sync', None)
+        if sync is not None:
+            sync()
+
+    def release(self):
+        """Nothing to free: ``close()`` ends the adapter and its storage."""
+
+    def close(self):
+        """Close the storage; instances are unusable afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            self._instances.clear()
+        self._storage.close()
+
+    @_passing_errors
+    def pack(self, t, referencesf=None, gc=None):
+        """Pack the storage (GC through ``referencesf``, default
+        objstore.serialize.references); every instance then drops its
+        cache, since cached states may be ones pack removed."""
+        if referencesf is None:
+            referencesf = _references
+        if gc is None:
+            self._storage.pack(t, referencesf)
+        else:
+            self._storage.pack(t, referencesf, gc)
+        self.invalidateCache()
+
+    def _committed(self, tid, oids, undone):
+        self._report(tid, oids, None)
+
+    # -- IStorageWrapper --------------------------------------------------
+
+    def invalidate(self, tid, oids):
+        """The storage reports a commit made elsewhere (another process)."""
+        self._report(tid, oids, None)
+
+    def invalidateCache(self):
+        """The storage cannot say what changed: every instance's next poll
+        returns None."""
+        with self._lock:
+            for instance in self._instances:
+                instance._changed = None
+
+    def references(self, record, oids=None):
+        return _references(record, oids)
+
+    # ZODB's storages ask their wrapper for these in registerDB (hooks for
+    # wrappers that compress or encrypt records); objstore stores records
+    # as they are.
+    def transform_record_data(self, data):
+        return data
+
+    untransform_record_data = transform_record_data
+
+    # -- relaying ---------------------------------------------------------
+
+    def _report(self, tid, oids, committer, own=()):
+        oids = tuple(oids)
+        with self._lock:
+            for instance in self._instances:
+                if instance is committer:
+                    instance._note(tid, own)
+                else:
+                    instance._note(tid, oids)
+
+    def _release(self, instance):
+        with self._lock:
+            self._instances.discard(instance)
+
+
+@implementer(IMVCCStorage, ReadVerifyingStorage)
+class MVCCInstance(_Writing):
+    """One connection's view of an adapted storage (``new_instance()``).
+
+    Reads (``load``) show the snapshot taken at the last
+    ``poll_invalidations()``; the instance's own commits are seen from the
+    next poll on. Use it from one thread at a time; other instances may
+    run in other threads.
+    """
+
+    _released = False
+
+    def __init__(self, adapter):
+        super().__init__(adapter._storage)
+        self._adapter = adapter
+        self._sync = getattr(adapter._storage, 'sync', None)
+        # Guarded by the adapter's lock: the oids changed by others since
+        # the last poll (None: unknown) and the newest tid reported here.
+        self._changed = set()
+        self._seen = z64
+        self._start = _after(z64)     # exclusive end of the snapshot
+        self._declare_capabilities(IStorageIteration, IStorageUndoable,
+                                   IExternalGC)
+
+    def _note(self, tid, oids):
+        # Called with the adapter's lock held.
+        if self._changed is not None:
+            self._changed.update(oids)
+        if tid > self._seen:
+            self._seen = tid
+
+    def snapshot_tid(self):
+        """The last tid this instance's reads include (``z64``: none)."""
+        return p64(u64(self._start) - 1)
+
+    def new_instance(self):
+        return self._adapter.new_instance()
+
+    def load(self, oid):
+        """``(data, serial)`` of ``oid`` in this snapshot; POSKeyError if
+        it did not exist then (or was deleted)."""
+        try:
+            result = self._loadBefore(oid, self._start)
+        except errors.POSKeyError:
+            raise
+        except KeyError as exc:
+            raise errors.POSKeyError(oid) from exc
+        if result is None:
+            raise errors.POSKeyError(oid)
+        return result[0], result[1]
+
+    def poll_invalidations(self):
+        """Move the snapshot to the newest commit; return the set of oids
+        other instances (or other processes) changed since the last poll,
+        or None when unknown (drop the whole cache)."""
+        if self._released:
+            raise errors.StorageClosedError(
+                'this instance of %s was released' % self.getName())
+        if self._sync is not None:
+            # Other processes' commits reach us (invalidate) only here.
+            self._sync()
+        last = self._storage.lastTransaction()
+        with self._adapter._lock:
+            # A commit may have reported to us after lastTransaction was
+            # read; its oids are in the set, so the snapshot includes it.
+            if self._seen > last:
+                last = self._seen
+            self._start = _after(last)
+            changed, self._changed = self._changed, set()
+        return changed
+
+    def sync(self, force=True):
+        """Let the storage catch up with other processes' commits.
+
+        The snapshot itself moves only at ``poll_invalidations``: moving
+        it here, without handing out what changed, would mix new states
+        with stale cached ones.
+        """
+        if self._sync is not None:
+            self._sync()
+
+    def release(self):
+        """Stop receiving invalidations; the instance is not used again."""
+        self._released = True
+        self._adapter._release(self)
+
+    close = release
+
+    def pack(self, t, referencesf=None, gc=None):
+        self._adapter.pack(t, referencesf, gc)
+
+    def _committed(self, tid, oids, undone):
+        self._adapter._report(tid, oids, self, undone)
+
+
+def _read_only(what):
+    def refuse(self, *args, **kw):
+        raise errors.ReadOnlyHistoryError(
+            'cannot %s: %s shows %s as of before tid %s and is read-only'
+            % (what, type(self).__name__, self.getName(),
+               errors.oid_repr(self._before)))
+    refuse.__name__ = what
+    return refuse
+
+
+@implementer(IMVCCStorage)
+class HistoricalInstance(_Delegating):
+    """A read-only view of a storage just before the tid ``before``.
+
+    ``load`` returns the revision current at that moment (POSKeyError if
+    the object did not exist then); writes raise ReadOnlyHistoryError;
+    ``poll_invalidations()`` returns an empty set, as nothing it shows
+    changes. ``release()`` releases the instance it was built on, if any.
+    """
+
+    _optional = ('history_start', 'iterator', 'getTid')
+
+    def __init__(self, storage, before, owned=False):
+        if not isinstance(before, bytes) or len(before) != 8:
+            raise TypeError('before must be an 8-byte tid, not %r'
+                            % (before,))
+        super().__init__(storage)
+        self._before = before
+        self._owned = owned
+
+    def new_instance(self):
+        if self._owned:
+            return historical(self._storage.new_instance(), self._before)
+        return HistoricalInstance(self._storage, self._before)
+
+    def snapshot_tid(self):
+        """The last tid this view's reads include."""
+        return p64(u64(self._before) - 1)
+
+    def load(self, oid):
+        result = self.loadBefore(oid, self._before)
+        if result is None:
+            raise errors.POSKeyError(oid)
+        return result[0], result[1]
+
+    def isReadOnly(self):
+        return True
+
+    def supportsUndo(self):
+        return False
+
+    def poll_invalidations(self):
+        return set()
+
+    def sync(self, force=True):
+        """Nothing to do: the view never moves."""
+
+    def release(self):
+        if self._owned:
+            release = getattr(self._storage, 'release', None)
+            if release is not None:
+                release()
+            self._owned = False
+
+    close = release
+
+    def tpc_abort(self, transaction):
+        """Nothing was begun here, so nothing to discard."""
+
+    new_oid = _read_only('new_oid')
+    tpc_begin = _read_only('tpc_begin')
+    store = _read_only('store')
+    deleteObject = _read_only('deleteObject')
+    checkCurrentSerialInTransaction = _read_only(
+        'checkCurrentSerialInTransaction')
+    tpc_vote = _read_only('tpc_vote')
+    tpc_finish = _read_only('tpc_finish')
+    undo = _read_only('undo')
+    pack = _read_only('pack')
+
+
+def historical(instance, before):
+    """A read-only view, pinned just before ``before``, of an instance of
+    a natively MVCC storage (or of any storage with ``loadBefore``).
+
+    The view owns ``instance``: its ``release()`` releases it.
+    """
+    return HistoricalInstance(instance, before, owned=True)
