@@ -334,6 +334,12 @@ class DB:
         """Undoable transactions matching ``specification``, newest first."""
         if not self.supportsUndo():
             return []
+        if specification:
+            # Storages compare with the bytes they keep.
+            specification = {
+                k: v.encode('utf-8') if isinstance(v, str)
+                and k in ('user_name', 'description') else v
+                for k, v in specification.items()}
         return _as_text(self.storage.undoInfo(first, last, specification))
 
     def undo(self, transaction_id, txn=None):
