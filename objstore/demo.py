@@ -1,62 +1,112 @@
-"""The README's main job: a short tour of the storage API on a real file.
+"""The README's main job: objects in a file, changed, reopened, time travel.
 
-It commits a few transactions to an objstore FileStorage, closes it, reopens
-it and prints what the file holds: its transactions and one object's history.
+``python -m objstore demo [path]`` stores a small library (a root mapping, a
+BTree of books, persistent ``Book`` objects) in an objstore FileStorage,
+changes it in two more transactions, closes the database, reopens the file,
+and prints the current state, every transaction with its metadata, and the
+library as it was after the second transaction (``db.open(at=tid)``).
 """
+import datetime
 import os
 import tempfile
 
-import transaction as transaction_package
+import transaction
+from BTrees.OOBTree import OOBTree
+from persistent import Persistent
 
-from objstore.serialize import dumps_record
-from objstore.storages import FileStorage
-from objstore.storages.base import z64
-
-
-class Note:
-    """The demo's record class; the storage never imports it."""
+import objstore
+from objstore.storages.base import tid_time
 
 
-def _commit(storage, changes, user, description):
-    txn = transaction_package.Transaction()
+class Book(Persistent):
+    """One book of the demo library; it lives in this module so that the
+    reopened database can import its class."""
+
+    def __init__(self, title, author, year):
+        self.title = title
+        self.author = author
+        self.year = year
+        self.lent_to = None
+
+    def describe(self):
+        text = '%s, %s (%d)' % (self.title, self.author, self.year)
+        if self.lent_to:
+            text += ' -- lent to %s' % self.lent_to
+        return text
+
+
+def commit(user, note):
+    """Commit the thread's current transaction, signed ``user``."""
+    txn = transaction.get()
     txn.user = user
-    txn.description = description
-    storage.tpc_begin(txn)
-    for oid, (serial, data) in changes.items():
-        storage.store(oid, serial, data, '', txn)
-    storage.tpc_vote(txn)
-    return storage.tpc_finish(txn)
+    txn.note(note)
+    txn.commit()
+
+
+def show_library(root, out):
+    out('  %s: %d books' % (root['name'], len(root['books'])))
+    for key, book in root['books'].items():
+        out('    %-7s %s' % (key, book.describe()))
+
+
+def when(tid):
+    moment = datetime.datetime.fromtimestamp(tid_time(tid), datetime.timezone.utc)
+    return moment.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]
 
 
 def run(path=None, out=print):
-    """Run the demo on ``path`` (a new file in a temporary folder if None)."""
-    if path is None:
-        path = os.path.join(tempfile.mkdtemp(prefix='objstore-demo-'), 'demo.fs')
-    storage = FileStorage(path, create=True)
-    root_tid = _commit(storage, {z64: (z64, dumps_record(Note, {'title': 'root'}))},
-                       'demo', 'create the root')
-    note = storage.new_oid()
-    serial = _commit(storage, {note: (z64, dumps_record(Note, {'text': 'v1'}))},
-                     'alice', 'first draft')
-    for n in (2, 3):
-        serial = _commit(storage, {note: (serial, dumps_record(Note, {'text': 'v%d' % n}))},
-                         'alice', 'revision %d' % n)
-    storage.close()
+    """Run the demo on ``path``, a new file (default: in a temporary folder).
 
-    storage = FileStorage(path, read_only=True)
-    try:
-        out('objstore file storage: %s (%d bytes, %d objects)'
-            % (path, storage.getSize(), len(storage)))
-        out('transactions:')
-        for txn in storage.iterator():
-            out('  %s  %-6s %-16s %d record(s)' % (
-                txn.tid.hex(), txn.user.decode(), txn.description.decode(),
-                len(list(txn))))
-        out('history of object %s:' % note.hex())
-        for entry in storage.history(note, size=10):
-            out('  %s  %s' % (entry['tid'].hex(), entry['description'].decode()))
-        data, tid = storage.load(note)
-        out('current revision %s, root written in %s' % (tid.hex(), root_tid.hex()))
-    finally:
-        storage.close()
+    Refuses an existing file rather than add to it. Returns the path.
+    """
+    if path is None:
+        path = os.path.join(tempfile.mkdtemp(prefix='objstore-demo-'), 'library.fs')
+    if os.path.exists(path):
+        raise FileExistsError('%s exists; the demo writes a new file' % path)
+    out('objstore demo: %s' % path)
+
+    # 1. Store objects: the root is a PersistentMapping; put a BTree in it.
+    db = objstore.open(path)
+    conn = db.open()
+    root = conn.root()
+    root['name'] = 'Riverside library'
+    root['books'] = OOBTree({
+        'dune': Book('Dune', 'Frank Herbert', 1965),
+        'hobbit': Book('The Hobbit', 'J. R. R. Tolkien', 1937),
+    })
+    commit('alice', 'Open the library')
+
+    # 2. Change them in later transactions: only changed objects are written.
+    root['books']['dune'].lent_to = 'carol'
+    commit('bob', 'Lend Dune to carol')
+    root['books']['dune'].lent_to = None
+    root['books']['sicp'] = Book('Structure and Interpretation of Computer '
+                                 'Programs', 'Abelson and Sussman', 1985)
+    commit('alice', 'Dune returned; add SICP')
+    conn.close()
+    db.close()
+    out('Stored a library in 3 transactions and closed the database.')
+
+    # 3. Reopen the file: the objects are back, loaded as they are used.
+    db = objstore.open(path)
+    conn = db.open()
+    out('\nThe library now:')
+    show_library(conn.root(), out)
+
+    # 4. Every transaction is kept, with its metadata.
+    out('\nTransactions (each writes only the objects it changed):')
+    tids = []
+    for txn in db.storage.iterator():
+        tids.append(txn.tid)
+        out('  %s UTC  %-5s  %-26s %d object(s)' % (
+            when(txn.tid), txn.user.decode() or '-', txn.description.decode(),
+            len(list(txn))))
+
+    # 5. Time travel: a read-only connection on the database as it was.
+    past = db.open(at=tids[-2])
+    out('\nThe library as it was after "Lend Dune to carol" (db.open(at=tid)):')
+    show_library(past.root(), out)
+    past.close()
+    conn.close()
+    db.close()
     return path
