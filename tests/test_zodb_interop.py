@@ -17,6 +17,7 @@ import ZODB.POSException as POSException  # noqa: E402
 from ZODB.utils import p64, u64, z64  # noqa: E402
 
 import zodb_app  # noqa: E402
+import objstore  # noqa: E402
 from objstore import errors  # noqa: E402
 from objstore.storages import FileStorage, MemoryStorage  # noqa: E402
 from objstore.zodb import adapt  # noqa: E402
@@ -473,3 +474,263 @@ def test_zodb_reads_an_objstore_file_copied_back_to_a_datafs(tmp_path):
     expected_conn.close()
     db.close()
     expected_db.close()
+
+
+
+# -- objstore.DB on ZODB's storages and on migrated files ---------------
+
+def assert_shows_every_state(db, states):
+    """``db`` shows each ``(tid, dump)`` of ``states`` at that tid, and the
+    last one as the current state."""
+    for tid, expected in states:
+        conn = db.open(at=tid)
+        assert zodb_app.dump(conn.root()) == expected, u64(tid)
+        conn.close()
+    tm = new_tm()
+    conn = db.open(transaction_manager=tm)
+    tm.begin()
+    assert zodb_app.dump(conn.root()) == states[-1][1]
+    tm.abort()
+    conn.close()
+
+
+def test_objstore_db_reads_a_database_written_by_zodb(tmp_path):
+    path = str(tmp_path / 'Data.fs')
+    states = build_zodb_datafs(path)
+    db = objstore.DB(ZODB.FileStorage.FileStorage(path))
+    assert db.lastTransaction() == states[-1][0]
+    assert_shows_every_state(db, states)
+    # Every object, loaded one by one through the connection.
+    tm = new_tm()
+    conn = db.open(transaction_manager=tm)
+    tm.begin()
+    storage = ZODB.FileStorage.FileStorage(path, read_only=True)
+    oids = {record.oid for txn in storage.iterator() for record in txn}
+    assert len(oids) == 51
+    missing = []
+    for oid in sorted(oids):
+        try:
+            data, serial = storage.load(oid)
+        except KeyError:
+            # The kiwi and its tags list: their creation was undone.
+            missing.append(oid)
+            with pytest.raises(errors.POSKeyError):
+                conn.get(oid)._p_activate()
+            continue
+        obj = conn.get(oid)
+        obj._p_activate()
+        assert obj._p_oid == oid and obj._p_jar is conn
+        assert obj._p_serial == serial
+        assert '%s.%s' % (type(obj).__module__, type(obj).__qualname__) == \
+            '.'.join(ZODB.utils.get_pickle_metadata(data))
+    assert len(missing) == 2
+    storage.close()
+    tm.abort()
+    conn.close()
+    db.close()
+
+
+def test_objstore_db_writes_what_zodb_reads_back(tmp_path):
+    path = str(tmp_path / 'Data.fs')
+    build_zodb_datafs(path)
+    db = objstore.DB(ZODB.FileStorage.FileStorage(path))
+    tm = new_tm()
+    conn = db.open(transaction_manager=tm)
+    tm.begin()
+    root = conn.root()
+    shop = root['shop']
+    shop.place_order('o2', 'ann', {'pear': 2, 'fig': 1})
+    shop.add_product('plum', 'Plum', 1, stock=9)
+    root['notes']['note-9999'] = 'written by objstore'
+    del root['notes']['note-0001']
+    root['archive']['y2026'] = zodb_app.PersistentMapping(q1=[shop])
+    tm.get().note('objstore was here')
+    tm.get().setUser('eve')
+    tm.get().setExtendedInfo('tool', 'objstore')
+    tm.commit()
+    tm.begin()
+    expected = zodb_app.dump(root)
+    tm.abort()
+    conn.close()
+    db.close()
+
+    zdb = ZODB.DB(ZODB.FileStorage.FileStorage(path))
+    tm, zconn, zroot = open_shop_root(zdb)
+    assert zodb_app.dump(zroot) == expected
+    assert zroot['archive']['y2026']['q1'][0] is zroot['shop']
+    last = zdb.undoLog(0, 1)[0]
+    assert last['description'] == 'objstore was here'
+    assert last['user_name'] == '/ eve'
+    assert last['tool'] == 'objstore'
+    # ZODB can undo what objstore wrote.
+    zdb.undo(last['id'], tm.get())
+    tm.commit()
+    tm.begin()
+    assert 'plum' not in zroot['shop'].products
+    assert 'note-0001' in zroot['notes']
+    zconn.close()
+    zdb.close()
+
+
+def test_objstore_db_conflicts_on_a_zodb_storage(tmp_path):
+    path = str(tmp_path / 'Data.fs')
+    build_zodb_datafs(path)
+    db = objstore.DB(ZODB.FileStorage.FileStorage(path))
+    tm1, tm2 = new_tm(), new_tm()
+    conn1 = db.open(transaction_manager=tm1)
+    conn2 = db.open(transaction_manager=tm2)
+    tm1.begin()
+    tm2.begin()
+    shop1, shop2 = conn1.root()['shop'], conn2.root()['shop']
+    # Resolved by BTrees in ZODB's storage.
+    shop1.place_order('o8', 'ann', {'apple': 1})
+    shop2.orders['o9'] = zodb_app.Order('o9', shop2.customers['ann'], [])
+    shop2.order_count.change(1)
+    tm1.commit()
+    tm2.commit()
+    tm1.begin()
+    assert list(shop1.orders) == ['o1', 'o8', 'o9']
+    assert shop1.order_count() == 3
+    # Not resolvable: objstore's ConflictError (ZODB's too).
+    tm2.begin()
+    shop1.products['fig'].stock -= 1
+    shop2.products['fig'].stock -= 2
+    tm1.commit()
+    with pytest.raises(errors.ConflictError) as info:
+        tm2.commit()
+    assert isinstance(info.value, transaction.interfaces.TransientError)
+    tm2.abort()
+    for attempt in tm2.attempts():
+        with attempt:
+            shop2.products['fig'].stock -= 2
+    tm1.begin()
+    assert shop1.products['fig'].stock == 20 - 1 - 1 - 2
+    conn1.close()
+    conn2.close()
+    db.close()
+
+
+@pytest.mark.parametrize('dest_kind', ['file', 'memory'])
+def test_objstore_db_shows_a_migrated_datafs_and_its_past(tmp_path,
+                                                          dest_kind):
+    states = build_zodb_datafs(str(tmp_path / 'Data.fs'))
+    source = ZODB.FileStorage.FileStorage(str(tmp_path / 'Data.fs'),
+                                          read_only=True)
+    dest_path = str(tmp_path / 'objstore.fs')
+    dest = FileStorage(dest_path) if dest_kind == 'file' else MemoryStorage()
+    dest.copyTransactionsFrom(source)
+    source.close()
+    if dest_kind == 'file':
+        dest.close()
+        db = objstore.DB(dest_path)
+    else:
+        db = objstore.DB(dest)
+    assert_shows_every_state(db, states)
+    # Undo and history keep working on the migrated data.
+    tm = new_tm()
+    conn = db.open(transaction_manager=tm)
+    tm.begin()
+    apple = conn.root()['shop'].products['apple']
+    assert [h['description'] for h in db.history(apple, size=10)] == [
+        b'price and archive', b'order o1', b'open the shop']
+    db.undo(db.undoLog(0, 1)[0]['id'], tm.get())
+    tm.commit()
+    tm.begin()
+    assert apple.price == 2
+    assert 'bob' in conn.root()['shop'].customers
+    tm.abort()
+    conn.close()
+    db.close()
+
+
+def test_objstore_db_reads_what_zodb_db_wrote_on_an_objstore_file(tmp_path):
+    # A Zope application writes through ZODB.DB; objstore's tools read it.
+    path = str(tmp_path / 'shop.fs')
+    zdb = ZODB.DB(adapt(FileStorage(path)))
+    create_shop(zdb)
+    tm, zconn, shop = open_shop(zdb)
+    shop.place_order('o1', 'bob', {'pear': 4})
+    tm.commit()
+    tm.begin()
+    expected = zodb_app.dump(zconn.root())
+    tm.abort()
+    zconn.close()
+    zdb.close()
+    db = objstore.DB(path)
+    tm = new_tm()
+    conn = db.open(transaction_manager=tm)
+    tm.begin()
+    assert zodb_app.dump(conn.root()) == expected
+    tm.abort()
+    conn.close()
+    db.close()
+
+
+def test_objstore_open_a_zodb_file_uri(tmp_path):
+    path = str(tmp_path / 'Data.fs')
+    states = build_zodb_datafs(path)
+    db = objstore.open('zodb+file://' + path)
+    assert_shows_every_state(db, states)
+    tm = new_tm()
+    conn = db.open(transaction_manager=tm)
+    tm.begin()
+    conn.root()['shop'].products['pear'].stock = 7
+    tm.commit()
+    conn.close()
+    db.close()
+    zdb = ZODB.DB(ZODB.FileStorage.FileStorage(path, read_only=True))
+    _, zconn, zroot = open_shop_root(zdb)
+    assert zroot['shop'].products['pear'].stock == 7
+    zconn.close()
+    zdb.close()
+
+
+# HOLD-BEGIN blob
+def build_blob_datafs(tmp_path):
+    import ZODB.blob
+    path = str(tmp_path / 'Blobs.fs')
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(
+        path, blob_dir=str(tmp_path / 'blobs')))
+    tm, conn, root = open_shop_root(db)
+    zodb_app.build_shop(root)
+    tm.commit()
+    tm.begin()
+    blob = ZODB.blob.Blob(b'a picture of a fig')
+    root['shop'].products['fig'].picture = blob
+    tm.commit()
+    tm.begin()
+    root['shop'].products['fig'].price = 9
+    tm.commit()
+    conn.close()
+    db.close()
+    return path
+
+
+@pytest.mark.parametrize('dest_kind', ['file', 'memory'])
+def test_copy_refuses_a_datafs_with_blobs_and_copies_nothing(
+        tmp_path, dest_kind):
+    path = build_blob_datafs(tmp_path)
+    source = ZODB.FileStorage.FileStorage(
+        path, blob_dir=str(tmp_path / 'blobs'), read_only=True)
+    dest_path = str(tmp_path / 'copy.fs')
+    dest = FileStorage(dest_path) if dest_kind == 'file' else MemoryStorage()
+    with pytest.raises(errors.Unsupported) as info:
+        dest.copyTransactionsFrom(source)
+    assert 'blob' in str(info.value).lower()
+    # Nothing half-copied: the transactions before the blob's are not there
+    # either, and the storage is still usable.
+    assert list(dest.iterator()) == []
+    assert dest.lastTransaction() == z64
+    assert len(dest) == 0
+    if dest_kind == 'file':
+        dest.close()
+        dest = FileStorage(dest_path)
+        assert list(dest.iterator()) == []
+    db = ZODB.DB(adapt(dest))
+    tm, conn, root = open_shop_root(db)
+    root['fresh'] = 1
+    tm.commit()
+    conn.close()
+    db.close()
+    source.close()
+# HOLD-END blob
