@@ -25,7 +25,6 @@ sits) run only after the fast path failed.
 import io
 import pickle
 
-from persistent import Persistent
 from persistent.wref import WeakRef
 from persistent.wref import WeakRefMarker
 from transaction.interfaces import TransientError
@@ -33,23 +32,15 @@ from transaction.interfaces import TransientError
 from objstore import broken
 from objstore import errors
 from objstore.serialize import PROTOCOL
-
-# What persistent_id has to look at more closely; everything else is data.
-_REF_TYPES = (Persistent, type, WeakRef)
+from objstore.unpicklable import REF_TYPES as _REF_TYPES
+from objstore.unpicklable import describe
+from objstore.unpicklable import dump_slow
+from objstore.unpicklable import foreign_reference_error
+from objstore.unpicklable import unpicklable_error
 
 # Errors that mean something other than "this value cannot be pickled" and
 # must reach the caller unchanged (a conflict while loading, a closed storage).
 _PASS_THROUGH = (errors.ObjstoreError, TransientError)
-
-
-def describe(obj):
-    """``module.Class (oid 0x03)`` for messages about a persistent object."""
-    cls = type(obj)
-    name = '%s.%s' % (cls.__module__, cls.__qualname__)
-    oid = getattr(obj, '_p_oid', None)
-    if isinstance(oid, bytes):
-        return '%s (oid %s)' % (name, errors.oid_repr(oid))
-    return '%s (new object)' % name
 
 
 def _as_oid(oid):
@@ -66,32 +57,6 @@ class _ForeignReference(Exception):
         super().__init__(target, why)
         self.target = target
         self.why = why
-
-
-class _SlowPickler(pickle._Pickler):
-    """The pure-Python pickler, able to write classes that cannot be imported.
-
-    Broken classes (see :mod:`objstore.broken`) are written as the GLOBAL
-    their record named, which the C pickler refuses because the import
-    check fails. The opcodes are the ones the C pickler writes for a class.
-    """
-
-    def save_global(self, obj, name=None):
-        if isinstance(obj, type) and issubclass(obj, broken.Broken):
-            self.write(pickle.GLOBAL + obj.__module__.encode('utf-8') + b'\n'
-                       + obj.__name__.encode('utf-8') + b'\n')
-            self.memoize(obj)
-        else:
-            super().save_global(obj, name)
-
-
-def _dump_slow(meta, state, persistent_id):
-    f = io.BytesIO()
-    pickler = _SlowPickler(f, PROTOCOL)
-    pickler.persistent_id = persistent_id
-    pickler.dump(meta)
-    pickler.dump(state)
-    return f.getvalue()
 
 
 class ObjectWriter:
@@ -208,7 +173,8 @@ class ObjectWriter:
             pickler.dump(meta)
             pickler.dump(state)
         except _ForeignReference as exc:
-            raise self._foreign_error(obj, state, exc) from None
+            raise foreign_reference_error(
+                obj, state, exc.target, exc.why) from None
         except _PASS_THROUGH:
             raise
         except Exception as exc:
@@ -237,33 +203,15 @@ class ObjectWriter:
         # The C pickler refuses classes it cannot import; broken objects
         # (or states holding broken instances) need the slow pickler.
         try:
-            return _dump_slow(meta, state, self.persistent_id)
+            return dump_slow(meta, state, self.persistent_id)
         except _ForeignReference as exc:
-            raise self._foreign_error(obj, state, exc) from None
+            raise foreign_reference_error(
+                obj, state, exc.target, exc.why) from None
         except _PASS_THROUGH:
             raise
         except Exception:
             pass
-        raise _unpicklable_error(obj, meta, state, first_error) from first_error
-
-    def _foreign_error(self, obj, state, exc):
-        target = exc.target
-        path = _find_path(state, lambda value: value is target or (
-            isinstance(value, WeakRef)
-            and getattr(value, '_v_ob', None) is target))
-        where = ('%s refers' % path) if path else 'it refers'
-        if exc.why == 'weak':
-            where += ' weakly'
-        if getattr(target, '_p_jar', None) is None:
-            whose = 'which has an oid but no connection (was it removed ' \
-                    'from its database?)'
-        else:
-            whose = ('which belongs to another connection or database; '
-                     'objects may refer only to objects of their own '
-                     'connection')
-        return errors.InvalidObjectReference(
-            'cannot store %s: %s to %s, %s'
-            % (describe(obj), where, describe(target), whose))
+        raise unpicklable_error(obj, meta, state, first_error) from first_error
 
 
 def _database_name(jar):
@@ -283,151 +231,6 @@ def _same_database(jar_a, jar_b):
         return False
 
 
-# -- finding the unpicklable value (error path only) ----------------------
-
-_MAX_DEPTH = 100
-
-
-def _is_reference(value):
-    if isinstance(value, WeakRef):
-        return True
-    if isinstance(value, _REF_TYPES):
-        oid = getattr(value, '_p_oid', 0)
-        return oid is None or isinstance(oid, bytes)
-    return False
-
-
-def _probe_id(value):
-    # Never assigns oids: the probe only asks "does this pickle?".
-    return 'ref' if _is_reference(value) else None
-
-
-def _probe(value):
-    """None when ``value`` pickles on its own, else the exception."""
-    try:
-        _dump_slow(None, value, _probe_id)
-    except Exception as exc:
-        return exc
-    return None
-
-
-def _short_repr(value, limit=60):
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + '...'
-
-
-def _attributes(state):
-    """Children of an instance state, as ``.name`` paths."""
-    if isinstance(state, dict):
-        return [('.%s' % key if isinstance(key, str) else '[%s]'
-                 % _short_repr(key), value) for key, value in state.items()]
-    if (isinstance(state, tuple) and len(state) == 2
-            and all(part is None or isinstance(part, dict) for part in state)):
-        # (instance dict, slot values), as objects with __slots__ give.
-        return _attributes(state[0] or {}) + _attributes(state[1] or {})
-    if state is None:
-        return []
-    return [('.__getstate__()', state)]
-
-
-def _children(value):
-    """(path suffix, child) pairs of what pickling ``value`` pickles."""
-    if isinstance(value, dict):
-        found = []
-        for key, item in value.items():
-            suffix = '[%s]' % _short_repr(key)
-            found.append((suffix + ' (a dict key)', key))
-            found.append((suffix, item))
-        return found
-    if isinstance(value, (list, tuple)):
-        return [('[%d]' % i, item) for i, item in enumerate(value)]
-    if isinstance(value, (set, frozenset)):
-        return [('{%s}' % _short_repr(item), item) for item in value]
-    try:
-        reduced = value.__reduce_ex__(PROTOCOL)
-    except Exception:
-        return []
-    if not isinstance(reduced, tuple):
-        return []
-    found = []
-    if len(reduced) > 1 and isinstance(reduced[1], tuple):
-        found.extend(('.__reduce__()[1][%d]' % i, arg)
-                     for i, arg in enumerate(reduced[1]))
-    if len(reduced) > 2:
-        found.extend(_attributes(reduced[2]))
-    if len(reduced) > 3 and reduced[3] is not None:
-        found.extend(('[%d]' % i, item) for i, item in enumerate(reduced[3]))
-    if len(reduced) > 4 and reduced[4] is not None:
-        found.extend(('[%s]' % _short_repr(key), item)
-                     for key, item in reduced[4])
-    return found
-
-
-def _find_unpicklable(value, path, depth, seen):
-    """(path, value, error) of the innermost value that cannot be pickled."""
-    if _is_reference(value):
-        return None
-    error = _probe(value)
-    if error is None:
-        return None
-    if depth < _MAX_DEPTH and id(value) not in seen:
-        seen.add(id(value))
-        for suffix, child in _children(value):
-            found = _find_unpicklable(child, path + suffix, depth + 1, seen)
-            if found is not None:
-                return found
-    return path, value, error
-
-
-def _find_path(state, test):
-    """The attribute path to the first value of ``state`` passing ``test``."""
-    seen = set()
-    pending = [(suffix, child) for suffix, child in _attributes(state)]
-    pending.reverse()
-    while pending:
-        path, value = pending.pop()
-        if test(value):
-            return path
-        if _is_reference(value) or id(value) in seen:
-            continue
-        seen.add(id(value))
-        children = _children(value)
-        for suffix, child in reversed(children):
-            pending.append((path + suffix, child))
-    return ''
-
-
-def _what(value):
-    cls = type(value)
-    if cls.__module__ == 'builtins':
-        name = cls.__name__
-    else:
-        name = '%s.%s' % (cls.__module__, cls.__qualname__)
-    article = 'an' if name[:1].lower() in 'aeiou' else 'a'
-    return '%s %s' % (article, name)
-
-
-def _unpicklable_error(obj, meta, state, first_error):
-    if _probe(meta) is not None:
-        return errors.SerializationError(
-            'cannot store %s: its class cannot be pickled by reference (%s)'
-            % (describe(obj), first_error))
-    found = None
-    seen = set()
-    for suffix, child in _attributes(state):
-        found = _find_unpicklable(child, suffix, 1, seen)
-        if found is not None:
-            break
-    if found is None:
-        return errors.SerializationError(
-            'cannot store %s: %s: %s'
-            % (describe(obj), type(first_error).__name__, first_error))
-    path, value, error = found
-    return errors.SerializationError(
-        'cannot store %s: %s is %s, which cannot be pickled (%s)'
-        % (describe(obj), path, _what(value), error))
-
-
 # -- reading ---------------------------------------------------------------
 
 class ObjectReader:
@@ -445,6 +248,7 @@ class ObjectReader:
     def __init__(self, jar):
         self._jar = jar
         self._classes = {}
+        self._classes_by_key = {}
         self._database_name = None
         self._loading = None
         # A class per reader so the C unpickler calls our bound methods
@@ -493,14 +297,46 @@ class ObjectReader:
         except Exception as exc:
             raise _load_error(oid, 'its class', exc) from exc
 
+    def _plain_class(self, record):
+        # Most records start with the class alone: PROTO 3, GLOBAL
+        # "module\nname\n", BINPUT 0, STOP. Reading that form directly
+        # saves an unpickler per ghost; anything else takes the long way.
+        if record[:3] != b'\x80\x03c':
+            return None
+        end = record.find(b'\n', record.find(b'\n', 3) + 1)
+        if end < 0 or record[end + 1:end + 4] != b'q\x00.':
+            return None
+        key = record[3:end]
+        cls = self._classes_by_key.get(key)
+        if cls is None:
+            try:
+                module, name = key.decode('utf-8').split('\n')
+                cls = self.find_class(module, name)
+            except Exception:
+                # Let the long way report it, with the oid.
+                return None
+            if not isinstance(cls, type):
+                return None
+            if issubclass(cls, broken.Broken):
+                return broken.persistent_broken(cls)
+            self._classes_by_key[key] = cls
+        return cls
+
     def get_class(self, record, oid=None):
         """The class of the object a record holds (``oid`` for messages)."""
+        cls = self._plain_class(record)
+        if cls is not None:
+            return cls
         return self._class_and_args(self._load_meta(record, oid))[0]
 
     def new_ghost(self, oid, record):
         """A ghost of the record's class: ``__init__`` not called,
         ``_p_oid``/``_p_jar`` set, not added to the cache."""
-        cls, args = self._class_and_args(self._load_meta(record, oid))
+        cls = self._plain_class(record)
+        if cls is None:
+            cls, args = self._class_and_args(self._load_meta(record, oid))
+        else:
+            args = ()
         try:
             obj = cls.__new__(cls, *args)
             obj._p_oid = oid

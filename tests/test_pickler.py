@@ -466,8 +466,10 @@ def test_corrupt_record_names_the_oid():
     jar.store.records[oid] = _record(Item, {'v': 1})[:-5]
     with pytest.raises(errors.SerializationError, match='oid 0x01'):
         jar.setstate(item)
-    with pytest.raises(errors.SerializationError, match='oid 0x07'):
-        jar.reader.new_ghost(p64(7), b'not a pickle')
+    for junk in [b'not a pickle', b'\x80\x03c\xff\xfe\nX\nq\x00.',
+                 b'\x80\x03cno.such.module\nX\nY\nq\x00.']:
+        with pytest.raises(errors.SerializationError, match='oid 0x07'):
+            jar.reader.new_ghost(p64(7), junk)
 
 
 def test_missing_referenced_record_says_who_refers_to_it():
