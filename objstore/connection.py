@@ -373,7 +373,13 @@ class Connection:
     def _load(self, oid):
         if self._savepoints is not None and oid in self._savepoints:
             return self._savepoints.load(oid)
-        return self._storage.load(oid)
+        try:
+            return self._storage.load(oid)
+        except errors.POSKeyError:
+            raise
+        except KeyError as exc:
+            # A ZODB storage's POSKeyError: callers catch objstore's.
+            raise errors.POSKeyError(oid) from exc
 
     # -- storing objects -------------------------------------------------
 
