@@ -32,7 +32,7 @@ import urllib.parse
 from objstore import errors
 
 __all__ = ['open', 'connection', 'open_storage', 'schemes', 'parse',
-           'URIError', 'ENTRY_POINT_GROUP']
+           'as_objstore_storage', 'URIError', 'ENTRY_POINT_GROUP']
 
 ENTRY_POINT_GROUP = 'objstore.storages'
 
@@ -78,14 +78,13 @@ def open(target, **options):  # noqa: A001 -- objstore.open, as zodburi's
     from objstore.db import DB
 
     if _is_storage(target):
-        if options.keys() & set(STORAGE_OPTIONS):
-            raise URIError('%s: storage parameters (%s) do not apply to a '
-                           'storage object; give them to its constructor'
-                           % (_describe(target), ', '.join(
-                               sorted(options.keys() & set(STORAGE_OPTIONS)))))
-        db_options = _options({}, options, _describe(target))
-        storage = _from_foreign(target)
-        return DB(storage, **_db_part(db_options))
+        given = sorted(set(options) & set(STORAGE_OPTIONS))
+        if given:
+            raise URIError('%s object: storage parameters (%s) do not apply '
+                           'to a storage object; give them to its constructor'
+                           % (type(target).__name__, ', '.join(given)))
+        db_options = _options({}, options, '%s object' % type(target).__name__)
+        return DB(as_objstore_storage(target), **db_options)
 
     storage, db_options = _open_storage(target, options)
     try:
@@ -110,10 +109,11 @@ def connection(target, transaction_manager=None, **options):
         try:
             yield conn
         finally:
-            try:
-                conn.transaction_manager.abort()
-            finally:
-                conn.close()
+            if conn.opened:     # the block may have closed it already
+                try:
+                    conn.transaction_manager.abort()
+                finally:
+                    conn.close()
     finally:
         db.close()
 
@@ -281,7 +281,7 @@ def _open_storage(target, options):
                           ENTRY_POINT_GROUP))
     factory = _load(entry_point, target)
     storage = factory(parsed, storage_options)
-    return _from_foreign(storage), db_options
+    return as_objstore_storage(storage), db_options
 
 
 def _load(entry_point, uri):
@@ -374,11 +374,13 @@ def _is_storage(target):
     return hasattr(target, 'loadBefore') and hasattr(target, 'tpc_begin')
 
 
-def _from_foreign(storage):
-    """A ZODB storage wrapped for objstore; any other storage unchanged.
+def as_objstore_storage(storage):
+    """``storage`` as objstore's DB expects it: a ZODB storage wrapped by
+    :func:`objstore.zodb.from_zodb`, any other storage unchanged.
 
-    Detected through the interfaces it declares, so ZODB is imported only
-    when the storage came from it (and ZODB is then loaded already).
+    ZODB storages are recognized by the ZODB interfaces they declare, so
+    ZODB is imported only when the storage came from it (and ZODB is then
+    loaded already).
     """
     from zope.interface import providedBy
 
@@ -389,10 +391,6 @@ def _from_foreign(storage):
     return storage
 
 
-def _describe(target):
-    return '%s object' % type(target).__name__
-
-
 class _PathTarget:
     """Stands for a plain path where factories expect a parsed URI."""
 
@@ -400,7 +398,4 @@ class _PathTarget:
 
     def __init__(self, path):
         self.path = path
-
-    def geturl(self):
-        return self.path
 

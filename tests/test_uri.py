@@ -557,3 +557,13 @@ def test_a_zodb_storage_object_is_wrapped_for_objstore(tmp_path):
         assert db.storage.zodb_storage is raw
     finally:
         db.close()
+
+
+def test_connection_closed_inside_the_block(tmp_path):
+    import objstore
+    with objstore.connection(tmp_path / 'd.fs') as conn:
+        conn.root()['a'] = 1
+        conn.transaction_manager.commit()
+        conn.close()
+    with objstore.connection(tmp_path / 'd.fs') as conn:
+        assert conn.root()['a'] == 1
