@@ -2,9 +2,12 @@
 import importlib.metadata
 import pathlib
 import sys
+import urllib.parse
 
 import pytest
 import transaction
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from persistent.mapping import PersistentMapping
 
 from objstore import errors
@@ -567,3 +570,38 @@ def test_connection_closed_inside_the_block(tmp_path):
         conn.close()
     with objstore.connection(tmp_path / 'd.fs') as conn:
         assert conn.root()['a'] == 1
+
+
+def test_file_uri_naming_this_machine_is_local(tmp_path):
+    import socket
+    storage = _uri().open_storage('file://%s%s/d.fs' % (socket.gethostname(), tmp_path))
+    storage.close()
+    assert (tmp_path / 'd.fs').exists()
+
+
+_SPELLINGS = {True: ['true', '1', 'yes', 'True', 'YES'],
+              False: ['false', '0', 'no', 'False', 'NO']}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({}, optional={
+    'read_only': st.booleans(), 'fsync': st.booleans(),
+    'keep_history': st.booleans(), 'create': st.booleans(),
+    'cache_size': st.integers(0, 10**9), 'cache_size_bytes': st.integers(0, 10**12),
+    'pool_size': st.integers(0, 1000),
+    'database_name': st.text(min_size=1, max_size=12)}), st.data())
+def test_query_parsing_recovers_the_parameters(params, data):
+    # Oracle: whatever spelling and order, parsing gives back the values.
+    items = []
+    for name, value in params.items():
+        if isinstance(value, bool):
+            text = data.draw(st.sampled_from(_SPELLINGS[value]))
+        else:
+            text = str(value)
+        items.append((name, text))
+    items = data.draw(st.permutations(items))
+    uri = 'file:///tmp/x.fs?' + urllib.parse.urlencode(items)
+    _parsed, storage_options, db_options = _uri().parse(uri)
+    assert {**storage_options, **db_options} == params
+    assert set(storage_options) <= set(_uri().STORAGE_OPTIONS)
+    assert set(db_options) <= set(_uri().DB_OPTIONS)

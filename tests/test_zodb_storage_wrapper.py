@@ -303,3 +303,38 @@ def test_db_on_a_zodb_file_storage_reads_history_and_metadata(tmp_path):
         assert len(db.history(z64, size=10)) == 3
     finally:
         db.close()
+
+
+def test_db_on_a_zodb_file_storage_undo_pack_and_time_travel(tmp_path):
+    import time
+    from objstore import DB
+    db = DB(from_zodb(ZODB.FileStorage.FileStorage(str(tmp_path / 'Data.fs'))))
+    try:
+        with db.transaction('one') as conn:
+            conn.root()['m'] = PersistentMapping(n=1)
+        one = db.lastTransaction()
+        with db.transaction('two') as conn:
+            conn.root()['m']['n'] = 2
+        past = db.open(at=one)
+        assert past.root()['m']['n'] == 1
+        with pytest.raises(errors.ReadOnlyError):
+            past.root()['m']['n'] = 3
+            past.transaction_manager.commit()
+        past.transaction_manager.abort()
+        past.close()
+
+        undo_id = [e['id'] for e in db.undoLog(0, 10)
+                   if e['description'] in ('two', b'two')][0]
+        manager = transaction.TransactionManager()
+        db.undo(undo_id, manager.get())
+        manager.commit()
+        with db.transaction() as conn:
+            assert conn.root()['m']['n'] == 1
+
+        time.sleep(0.01)
+        db.pack()
+        with db.transaction() as conn:
+            assert conn.root()['m']['n'] == 1
+        assert len(db.history(z64, size=10)) == 1
+    finally:
+        db.close()
