@@ -339,7 +339,7 @@ class RandomChoices:
                         apply_op(buf, op)
                         kept += 1
                     continue
-                for start, piece in _pieces(op):
+                for start, piece in pieces(op):
                     if rng.random() < 0.5:
                         _put(buf, start, piece)
                         kept += 1
@@ -377,7 +377,7 @@ def _cuts(op, unit=SECTOR):
     return list(range(first, end, unit))
 
 
-def _pieces(op):
+def pieces(op):
     """A write split at 512-byte boundaries: ``(offset, bytes)`` pairs."""
     bounds = [op.offset] + _cuts(op) + [op.offset + len(op.data)]
     return [(a, op.data[a - op.offset:b - op.offset])

@@ -114,16 +114,20 @@ class Invalid(Exception):
 
     ``torn`` is true when the damage looks like an interrupted append (the
     file ends inside the transaction, or its missing part reads as zeros),
-    false when complete bytes are wrong.
+    false when complete bytes are wrong. ``tlen`` is set only when the
+    transaction is all there (its header checksum matched and its trailer
+    agrees with the header) but its transaction checksum fails.
     """
 
-    def __init__(self, offset, problem, torn=False, tid=None, oid=None):
+    def __init__(self, offset, problem, torn=False, tid=None, oid=None,
+                 tlen=None):
         super().__init__(offset, problem)
         self.offset = offset
         self.problem = problem
         self.torn = torn
         self.tid = tid
         self.oid = oid
+        self.tlen = tlen
 
     def error(self, path):
         return errors.CorruptionError(path, self.offset, self.problem,
@@ -252,7 +256,8 @@ def check_txn_body(buf, off, pos, avail, tid, tlen):
         raise Invalid(pos, 'transaction trailer at offset %d does not match'
                       ' its header' % (pos + tlen - TRAILER_SIZE), tid=tid)
     if crc32(buf[off:t + 20]) != crc:
-        raise Invalid(pos, 'transaction checksum mismatch', tid=tid)
+        raise Invalid(pos, 'transaction checksum mismatch', tid=tid,
+                      tlen=tlen)
 
 
 def iter_records(buf, start, end, pos, tpos, count, tid):

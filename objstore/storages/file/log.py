@@ -6,7 +6,7 @@ checkpoint bookkeeping), kept apart from the storage protocol.
 
 Opening reads the newest checkpoint that matches the file, then indexes
 only the log after it. A writer applies the recovery rule of
-:func:`objstore.storages.file.scan.recover_tail` to whatever fails
+:func:`objstore.storages.file.recovery.recover_tail` to whatever fails
 validation at the end; a reader stops quietly at a torn transaction (the
 writer may be appending it), raises for damage like the writer, and never
 changes the file. Readers rely on appends becoming visible in order: a
@@ -27,6 +27,7 @@ from objstore.storages.base import u64, z64
 from objstore.storages.file import format as fmt
 from objstore.storages.file import fsio
 from objstore.storages.file import index as index_mod
+from objstore.storages.file import recovery
 from objstore.storages.file import scan
 
 logger = logging.getLogger('objstore.storages.file')
@@ -105,7 +106,8 @@ def load(storage):
         index)
     if invalid is not None:
         # Damage raises here, for readers too; only a torn tail goes on.
-        cut = scan.recover_tail(fd, path, invalid, pos, size, last or ltid)
+        cut = recovery.recover_tail(fd, path, invalid, pos, size,
+                                    last or ltid)
         if not storage._read_only:
             _cut(storage, invalid, cut, size)
     old, storage._index = storage._index, index
@@ -238,8 +240,8 @@ def _catch_up(storage, start, end):
     except fmt.Invalid as invalid:
         # Torn means the writer is still appending it: wait for the next
         # sync. Anything else is damage and raises.
-        scan.recover_tail(storage._fd, storage._path, invalid, storage._pos,
-                          end, storage._ltid)
+        recovery.recover_tail(storage._fd, storage._path, invalid,
+                              storage._pos, end, storage._ltid)
 
 
 def _reopen(storage):

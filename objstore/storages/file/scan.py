@@ -7,8 +7,8 @@ iterator and pack. Backward walks follow the redundant length in each
 trailer; undo and the undo log use them to reach recent transactions
 without reading the whole file.
 
-The recovery rule, applied by the writer when it opens a file, is in
-:func:`recover_tail`.
+The recovery rule, applied when a scan stops at an invalid transaction,
+is in :mod:`objstore.storages.file.recovery`.
 """
 import os
 import struct
@@ -20,8 +20,6 @@ from objstore.storages.file import format as fmt
 
 CHUNK = 8 << 20
 PAGE = 4096
-#: The unit a torn write is torn at: unwritten sectors read as zeros.
-SECTOR = 512
 #: Bytes read at once for a load; records up to about this size take one
 #: system call.
 READ_SIZE = 1024
@@ -279,96 +277,6 @@ def index_tail(fd, start, end, after_tid, index):
     except fmt.Invalid as invalid:
         return pos, last_tid, max_oid, records, invalid
     return pos, last_tid, max_oid, records, None
-
-
-def find_valid_header(fd, start, end, after_tid):
-    """Offset of the first well-formed transaction header in ``[start, end)``
-    with a tid after ``after_tid``, or None.
-
-    A header counts only if its checksum matches, so bytes of stored data
-    that happen to contain the marker are not mistaken for one.
-    """
-    reader = Reader(fd, end, PAGE)
-    pos = start
-    overlap = len(fmt.TXN_MARKER) - 1
-    while pos < end:
-        chunk = os.pread(fd, min(CHUNK, end - pos), pos)
-        if not chunk:
-            return None
-        i = chunk.find(fmt.TXN_MARKER)
-        while i >= 0:
-            candidate = pos + i
-            try:
-                txn = read_txn(reader, candidate, full=False)
-            except fmt.Invalid:
-                pass
-            else:
-                if after_tid is None or txn.tid > after_tid:
-                    return candidate
-            i = chunk.find(fmt.TXN_MARKER, i + 1)
-        if len(chunk) <= overlap:
-            return None
-        pos += len(chunk) - overlap
-    return None
-
-
-def recover_tail(fd, path, invalid, good_end, file_end, last_tid):
-    """Decide what an invalid transaction at the end of the scan means.
-
-    The rule: the bytes from ``good_end`` (the end of the last valid
-    transaction) to the end of the file are a *torn tail*, to be cut, only
-    if (a) the transaction there is incomplete in a way an interrupted
-    append leaves it: the file ends inside it (as its checksummed header
-    declares), or everything from a sector boundary inside it to the end
-    of the file reads as zeros (a file system that grew the file but never
-    wrote its last sectors), or its header or commit trailer is all zeros;
-    and (b) no well-formed transaction header follows it. Everything else
-    raises ``CorruptionError``: a transaction whose bytes are all there,
-    commit trailer included, but whose checksum fails was committed and
-    may have been acknowledged, so it is never cut.
-
-    Why this is safe: a transaction is acknowledged only after its trailer
-    is written and (with ``fsync=True``) flushed, and the trailer is the
-    last part of it to reach the file, so an acknowledged transaction is
-    never incomplete. Lengths are believed only once the header checksum
-    matched, so a bit flip cannot make a complete transaction look cut
-    short. The one ambiguity left: damage that zeroes a complete last
-    transaction from a sector boundary on looks exactly like a torn
-    append; it is cut, with the warning every cut gets.
-
-    Returns the offset to cut at (``good_end``); the caller cuts and warns.
-    """
-    later = find_valid_header(fd, invalid.offset + 1, file_end, last_tid)
-    if later is not None:
-        raise fmt.Invalid(
-            invalid.offset, '%s, and a valid transaction follows at offset %d'
-            ' (damage in the middle of the log is never cut)'
-            % (invalid.problem, later), tid=invalid.tid).error(path)
-    if not invalid.torn and not _zero_filled(fd, invalid.offset, file_end):
-        raise fmt.Invalid(
-            invalid.offset, '%s; the transaction is complete and was'
-            ' committed, so it is not cut. If the machine crashed while this'
-            ' last transaction was committing, truncating the file to offset'
-            ' %d drops it' % (invalid.problem, good_end),
-            tid=invalid.tid).error(path)
-    return good_end
-
-
-def _zero_filled(fd, start, end):
-    """Whether ``[start, end)`` ends in zeros from a sector boundary on: what
-    a file system shows for an extended file whose last sectors were never
-    written (a torn append)."""
-    pos = end
-    while pos > start:
-        size = min(1 << 16, pos - start)
-        data = os.pread(fd, size, pos - size)
-        kept = len(data.rstrip(b'\0'))
-        if kept:
-            last_data = pos - size + kept
-            boundary = -(-last_data // SECTOR) * SECTOR
-            return boundary < end
-        pos -= size
-    return True
 
 
 def txn_before(fd, path, pos):

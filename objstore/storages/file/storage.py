@@ -10,7 +10,8 @@ which copies the whole live data. Against ``postgresql`` it is one process
 writing, many reading, on one machine.
 
 The modules of this package: ``format`` (the on-disk layout and
-checksums), ``scan`` (reading the log, tail recovery), ``index`` (the
+checksums), ``scan`` (reading the log), ``recovery`` (what an invalid
+transaction at the end of the log means), ``index`` (the
 oid index and its checkpoint files), ``fsio`` (every write, fsync,
 truncate and rename: the crash tests' seams), ``lock`` (the writer lock),
 ``log`` (opening, recovery, checkpoints, following a writer),
@@ -73,6 +74,14 @@ class FileStorage(BaseStorage):
     ``tpc_finish`` appends the 24-byte trailer and fsyncs. A crash between
     the two leaves a transaction without trailer, which the next open cuts
     with a warning, as ZODB's FileStorage does with its checkpoint flag.
+    The one fsync flushes body and trailer together, and a disk may write
+    their sectors in any order: a power loss during it can leave the
+    trailer on disk but not an earlier sector, which reads as zeros. The
+    next open cuts such a last transaction (never acknowledged) with a
+    warning too: complete, checksum failing, and holding a whole aligned
+    all-zero sector where no record checksum accepts the bytes. Bit rot
+    without such a sector is never cut (see
+    :func:`objstore.storages.file.recovery.recover_tail`).
     Oids ``new_oid`` handed out stay reserved across a clean close (the
     checkpoint keeps the counter); after a crash, those never stored since
     the last checkpoint may be handed out again, as in ZODB.
