@@ -65,7 +65,8 @@ class ObjectWriter:
     ``new_objects`` collects, in discovery order, every persistent object
     that had no oid when a record referred to it; it now has an oid from
     ``jar.new_oid()`` and ``_p_jar`` set to the jar, and must be stored in
-    the same commit. The list only grows; the caller may clear it.
+    the same commit. The caller may clear the list. A ``serialize()`` that
+    raises leaves it, and the objects it found, as they were before.
     """
 
     def __init__(self, jar):
@@ -75,6 +76,8 @@ class ObjectWriter:
         self._pickler = pickle.Pickler(self._file, PROTOCOL)
         self._pickler.persistent_id = self.persistent_id
         self._database_name = None
+        # WeakRefs given an oid during the current serialize() call.
+        self._weak_assigned = []
 
     # -- references -----------------------------------------------------
 
@@ -121,6 +124,7 @@ class ObjectWriter:
                 target._p_oid = oid
                 target._p_jar = jar
                 self.new_objects.append(target)
+            self._weak_assigned.append(ref)
             ref.oid = oid
             ref.dm = target._p_jar
             own = self._own_database_name()
@@ -166,19 +170,17 @@ class ObjectWriter:
                 % (describe(obj), type(exc).__name__, exc)) from exc
         f = self._file
         pickler = self._pickler
+        mark = len(self.new_objects)
+        if self._weak_assigned:
+            del self._weak_assigned[:]
         # Reuse the buffer and pickler: rewind, write, cut off leftovers.
         f.seek(0)
         pickler.clear_memo()
         try:
             pickler.dump(meta)
             pickler.dump(state)
-        except _ForeignReference as exc:
-            raise foreign_reference_error(
-                obj, state, exc.target, exc.why) from None
-        except _PASS_THROUGH:
-            raise
-        except Exception as exc:
-            return self._serialize_slowly(obj, meta, state, exc)
+        except BaseException as exc:
+            return self._serialize_slowly(obj, meta, state, exc, mark)
         f.truncate()
         return f.getvalue()
 
@@ -199,19 +201,43 @@ class ObjectWriter:
             return cls
         return cls, newargs()
 
-    def _serialize_slowly(self, obj, meta, state, first_error):
-        # The C pickler refuses classes it cannot import; broken objects
-        # (or states holding broken instances) need the slow pickler.
+    def _serialize_slowly(self, obj, meta, state, error, mark):
+        """Retry what the C pickler could not write, else raise a clear
+        error and forget the oids given out during this call."""
+        stop = _PASS_THROUGH + (_ForeignReference,)
         try:
-            return dump_slow(meta, state, self.persistent_id)
-        except _ForeignReference as exc:
-            raise foreign_reference_error(
-                obj, state, exc.target, exc.why) from None
-        except _PASS_THROUGH:
+            if isinstance(error, Exception) and not isinstance(error, stop):
+                # The C pickler refuses classes it cannot import: broken
+                # objects, or states holding broken instances.
+                try:
+                    return dump_slow(meta, state, self.persistent_id)
+                except stop as exc:
+                    error = exc
+                except Exception:
+                    pass
+            if isinstance(error, _ForeignReference):
+                raise foreign_reference_error(
+                    obj, state, error.target, error.why) from None
+            if not isinstance(error, Exception) or isinstance(error, stop):
+                raise error
+            raise unpicklable_error(obj, meta, state, error) from error
+        except BaseException:
+            self._forget_new_objects(mark)
             raise
-        except Exception:
-            pass
-        raise unpicklable_error(obj, meta, state, first_error) from first_error
+
+    def _forget_new_objects(self, mark):
+        # A failed serialize must leave the objects it found as they were:
+        # the transaction aborts, and an object keeping an oid nobody
+        # stored would later be taken for an existing one.
+        for ref in self._weak_assigned:
+            ref.oid = None
+            ref.dm = None
+            ref.__dict__.pop('database_name', None)
+        del self._weak_assigned[:]
+        for new in self.new_objects[mark:]:
+            new._p_jar = None
+            new._p_oid = None
+        del self.new_objects[mark:]
 
 
 def _database_name(jar):

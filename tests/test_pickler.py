@@ -361,6 +361,26 @@ def test_unpicklable_dict_key_is_named():
     assert '(a dict key) is a _thread.lock' in text
 
 
+def test_failed_serialize_forgets_the_new_objects_it_found():
+    jar = FakeJar()
+    folder = Folder()
+    jar.add(folder)
+    jar.commit(folder)
+    earlier, new, weakly = Item(), Item(), Item()
+    jar.writer.new_objects.append(earlier)
+    ref = WeakRef(weakly)
+    folder.items = {'a': new, 'w': ref, 'z': lambda: None}
+    with pytest.raises(errors.SerializationError):
+        jar.writer.serialize(folder)
+    assert jar.writer.new_objects == [earlier]
+    assert new._p_oid is None and new._p_jar is None
+    assert weakly._p_oid is None and ref.oid is None and ref.dm is None
+    del folder.items['z']
+    jar.writer.serialize(folder)
+    assert jar.writer.new_objects == [earlier, new, weakly]
+    assert ref.oid == weakly._p_oid and ref.dm is jar
+
+
 def test_writer_keeps_working_after_an_error():
     jar = FakeJar()
     folder = Folder()
@@ -472,6 +492,47 @@ def test_corrupt_record_names_the_oid():
             jar.reader.new_ghost(p64(7), junk)
 
 
+class Fussy(Persistent):
+    def __setstate__(self, state):
+        raise ValueError('no, thanks')
+
+
+class Secretive(Persistent):
+    def __getstate__(self):
+        raise ValueError('not telling')
+
+
+def test_failing_setstate_names_the_oid_and_class():
+    jar = FakeJar()
+    obj = Fussy.__new__(Fussy)
+    oid = jar.add(obj)
+    jar.store.records[oid] = _record(Fussy, {'v': 1})
+    with pytest.raises(errors.SerializationError) as info:
+        jar.setstate(obj)
+    assert 'oid 0x01' in str(info.value)
+    assert 'test_pickler.Fussy' in str(info.value)
+    assert 'no, thanks' in str(info.value)
+
+
+def test_failing_getstate_names_the_object():
+    jar = FakeJar()
+    obj = Secretive()
+    jar.add(obj)
+    with pytest.raises(errors.SerializationError,
+                       match=r'test_pickler.Secretive \(oid 0x01\).*not telling'):
+        jar.writer.serialize(obj)
+
+
+def test_unknown_reference_form_is_a_serialization_error():
+    jar = FakeJar()
+    mark = object()
+    item = Item.__new__(Item)
+    oid = jar.add(item)
+    jar.store.records[oid] = _record(Item, {'r': mark}, [(mark, ['x', ()])])
+    with pytest.raises(errors.SerializationError, match='oid 0x01'):
+        jar.setstate(item)
+
+
 def test_missing_referenced_record_says_who_refers_to_it():
     jar = FakeJar()
     mark = object()
@@ -543,6 +604,27 @@ class ZodbJar(FakeJar):
 
     def setstate(self, obj):
         self.zodb_reader.setGhostState(obj, self.store.records[obj._p_oid])
+
+
+def test_instances_of_persistent_classes_are_written_as_zodb_writes_them():
+    from ZODB.persistentclass import PersistentMetaClass
+    cls = PersistentMetaClass('Dynamic', (Persistent,), {'__module__': __name__})
+    globals()['Dynamic'] = cls
+    try:
+        jar = FakeJar()
+        obj = cls()
+        obj.x = 1
+        holder = Item(obj=obj, cls=cls)
+        oid = jar.add(holder)
+        record = jar.writer.serialize(holder)
+        assert record == zodb_serialize.ObjectWriter(holder).serialize(holder)
+        assert jar.writer.new_objects == [obj, cls]
+        assert jar.writer.serialize(obj) == \
+            zodb_serialize.ObjectWriter(obj).serialize(obj)
+        jar.commit(holder)
+        assert reopen(jar, oid).obj.x == 1
+    finally:
+        del globals()['Dynamic']
 
 
 def test_zodb_reads_our_records():
