@@ -252,13 +252,15 @@ class ZODBStorageWrapper:
 
     def __getattr__(self, name):
         value = getattr(self.zodb_storage, name)
-        if callable(value) and not isinstance(value, type):
-            value = _translating(value, objstore_error, POSException.POSError)
-            if name in ('new_instance', 'before_instance'):
-                # MVCC instances are storages too: wrap them as well.
-                value = _wrapping_result(value)
-            else:
-                self.__dict__[name] = value
+        if not callable(value) or isinstance(value, type):
+            return value
+        value = _translating(value, objstore_error, POSException.POSError)
+        if name in ('new_instance', 'before_instance'):
+            # MVCC instances are storages too: wrap them as well.
+            return _wrapping_result(value)
+        value = self._passing_metadata(value, name)
+        # Cache the wrapper: the DB calls load/store in hot loops.
+        self.__dict__[name] = value
         return value
 
     def __len__(self):
@@ -269,71 +271,75 @@ class ZODBStorageWrapper:
 
     def copyTransactionsFrom(self, other):  # ZODB's protocol name
         source = getattr(other, 'zodb_storage', other)
-        return self._call('copyTransactionsFrom', source)
+        return _translating(self.zodb_storage.copyTransactionsFrom,
+                            objstore_error, POSException.POSError)(source)
 
-    def _call(self, name, *args):
-        method = getattr(self.zodb_storage, name)
-        return _translating(method, objstore_error, POSException.POSError)(*args)
-
-    # -- two-phase commit --------------------------------------------------
+    # -- transaction metadata ----------------------------------------------
     # ZODB storages read ``extension_bytes`` and bytes ``user`` and
-    # ``description`` off the transaction, as ZODB's Connection hands them a
-    # TransactionMetaData; objstore hands over the ``transaction`` package's
-    # Transaction. Every call of one commit must pass the same object, so
-    # the metadata made at tpc_begin stands for the transaction until
-    # tpc_finish or tpc_abort. Method names are ZODB's protocol names.
+    # ``description`` off the transaction object, as ZODB's Connection hands
+    # them a TransactionMetaData. A caller may pass the ``transaction``
+    # package's Transaction instead (objstore's storages accept both); the
+    # storage must then see one metadata object in every call of that
+    # commit, so the one made at tpc_begin stands for the transaction in
+    # every later call (store, tpc_vote, undo, ...) until tpc_finish
+    # succeeds or tpc_abort is called.
 
-    def _meta(self, transaction):
-        return self._metadata.get(id(transaction), (None, transaction))[1]
+    def tpc_begin(self, transaction, tid=None, status=' '):  # ZODB's name
+        call = _translating(self.zodb_storage.tpc_begin, objstore_error,
+                            POSException.POSError)
 
-    def tpc_begin(self, transaction, tid=None, status=' '):
-        meta = transaction
-        if getattr(transaction, 'extension_bytes', None) is None:
-            from ZODB.Connection import TransactionMetaData
-            meta = TransactionMetaData(
-                getattr(transaction, 'user', ''),
-                getattr(transaction, 'description', ''),
-                dict(getattr(transaction, 'extension', None) or {}))
+        def begin(meta, tid, status):
+            # Some ZODB storages (MappingStorage) take no status argument.
+            if status != ' ':
+                return call(meta, tid, status)
+            return call(meta) if tid is None else call(meta, tid)
+
+        if getattr(transaction, 'extension_bytes', None) is not None:
+            return begin(transaction, tid, status)
+        from ZODB.Connection import TransactionMetaData
+        meta = TransactionMetaData(
+            getattr(transaction, 'user', ''),
+            getattr(transaction, 'description', ''),
+            dict(getattr(transaction, 'extension', None) or {}))
         self._metadata[id(transaction)] = (transaction, meta)
         try:
-            if tid is None and status == ' ':
-                return self._call('tpc_begin', meta)
-            return self._call('tpc_begin', meta, tid, status)
+            return begin(meta, tid, status)
         except BaseException:
             del self._metadata[id(transaction)]
             raise
 
-    def store(self, oid, serial, data, version, transaction):
-        return self._call('store', oid, serial, data, version,
-                          self._meta(transaction))
+    def _passing_metadata(self, method, name):
+        """``method`` with each transaction replaced by its metadata."""
+        metadata = self._metadata
+        forget = name in ('tpc_finish', 'tpc_abort')
 
-    def restore(self, oid, serial, data, version, prev_txn, transaction):
-        return self._call('restore', oid, serial, data, version, prev_txn,
-                          self._meta(transaction))
+        def swap(value):
+            entry = metadata.get(id(value))
+            return entry[1] if entry is not None and entry[0] is value else value
 
-    def checkCurrentSerialInTransaction(self, oid, serial, transaction):
-        return self._call('checkCurrentSerialInTransaction', oid, serial,
-                          self._meta(transaction))
+        @functools.wraps(method)
+        def call(*args, **kw):
+            if not metadata:
+                return method(*args, **kw)
+            given = list(args) + list(kw.values())
+            try:
+                result = method(*[swap(a) for a in args],
+                                **{k: swap(v) for k, v in kw.items()})
+            except BaseException:
+                if name == 'tpc_abort':
+                    _forget(metadata, given)
+                raise
+            if forget:
+                _forget(metadata, given)
+            return result
+        return call
 
-    def deleteObject(self, oid, serial, transaction):
-        return self._call('deleteObject', oid, serial, self._meta(transaction))
 
-    def undo(self, transaction_id, transaction=None):
-        return self._call('undo', transaction_id, self._meta(transaction))
-
-    def tpc_vote(self, transaction):
-        return self._call('tpc_vote', self._meta(transaction))
-
-    def tpc_finish(self, transaction, func=lambda tid: None):
-        tid = self._call('tpc_finish', self._meta(transaction), func)
-        self._metadata.pop(id(transaction), None)
-        return tid
-
-    def tpc_abort(self, transaction):
-        try:
-            return self._call('tpc_abort', self._meta(transaction))
-        finally:
-            self._metadata.pop(id(transaction), None)
+def _forget(metadata, values):
+    for value in values:
+        entry = metadata.get(id(value))
+        if entry is not None and entry[0] is value:
+            del metadata[id(value)]
 
 
 def _wrapping_result(method):

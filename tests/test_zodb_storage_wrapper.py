@@ -338,3 +338,38 @@ def test_db_on_a_zodb_file_storage_undo_pack_and_time_travel(tmp_path):
         assert len(db.history(z64, size=10)) == 1
     finally:
         db.close()
+
+
+def test_wrapper_has_only_the_methods_the_zodb_storage_has():
+    storage = from_zodb(MappingStorage())
+    assert not hasattr(storage, 'restore')
+    assert not hasattr(storage, 'undo')
+    assert hasattr(storage, 'store') and hasattr(storage, 'tpc_vote')
+    storage.close()
+
+
+@pytest.mark.parametrize('make', [MappingStorage, MVCCMappingStorage])
+def test_a_transaction_package_transaction_works_on_zodb_storages(make):
+    storage = from_zodb(make())
+    txn = transaction.Transaction()
+    txn.user = 'alice'
+    txn.description = 'with metadata'
+    txn.extension['ip'] = '192.0.2.1'
+    storage.tpc_begin(txn)
+    storage.store(z64, z64, dumps_record(PersistentMapping, {}), '', txn)
+    storage.tpc_vote(txn)
+    tid = storage.tpc_finish(txn)
+    assert storage._metadata == {}
+    [record] = [t for t in storage.iterator() if t.tid == tid]
+    assert (record.user, record.description) == (b'alice', b'with metadata')
+    assert record.extension == {'ip': '192.0.2.1'}
+    storage.close()
+
+
+def test_tpc_abort_forgets_the_transaction(file_storage):
+    txn = transaction.Transaction()
+    file_storage.tpc_begin(txn)
+    file_storage.store(z64, z64, dumps_record(PersistentMapping, {}), '', txn)
+    file_storage.tpc_abort(txn)
+    assert file_storage._metadata == {}
+    assert file_storage.lastTransaction() == z64
