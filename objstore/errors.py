@@ -210,3 +210,10 @@ class ReadOnlyHistoryError(ReadOnlyError):
 class InvalidObjectReference(SerializationError):
     """A stored object refers to an object it may not: one that belongs to
     another database or connection, or one that cannot be stored."""
+
+
+class URIError(ObjstoreError, ValueError):
+    """A URI or an option of ``objstore.open`` is malformed or not supported.
+
+    The message names the parameter (when there is one) and the URI.
+    """

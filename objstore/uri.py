@@ -55,11 +55,8 @@ _INTEGERS = ('cache_size', 'cache_size_bytes', 'pool_size')
 _URI = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
 
 
-class URIError(errors.ObjstoreError, ValueError):
-    """A URI or an option of :func:`open` is malformed or not supported.
-
-    The message names the parameter (when there is one) and the URI.
-    """
+# Defined in objstore.errors; kept importable from here for plugin code.
+URIError = errors.URIError
 
 
 # -- public API -------------------------------------------------------------
