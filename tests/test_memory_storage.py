@@ -95,19 +95,6 @@ def test_pack_gc_false_makes_pack_keep_unreachable_objects():
         storage.loadBefore(oid, maxtid)
 
 
-def test_transactions_thinned_by_pack_get_status_p():
-    storage = MemoryStorage()
-    clock = Clock(time.time() - 3600)
-    a = p64(1)
-    t0 = commit(storage, {z64: (z64, record('root', refs=[a])),
-                          a: (z64, record(0)), p64(2): (z64, record(0))},
-                tid=clock.tid(0))
-    t1 = commit(storage, {a: (t0, record(1))}, tid=clock.tid(1))
-    storage.pack(clock.between(1), references)
-    assert [(t.tid, t.status) for t in storage.iterator()] == [
-        (t0, 'p'), (t1, ' ')]
-
-
 def test_undo_records_name_the_transaction_whose_data_they_copy():
     storage = MemoryStorage()
     oid, t1 = new_object(storage, 1)

@@ -157,6 +157,10 @@ class MemoryStorage(BaseStorage):
             raise errors.StorageError('versions are not supported')
 
     def _begin(self, tid, meta):
+        if meta.status not in (' ', 'p'):
+            # The statuses that mean something here (copies from ZODB may
+            # carry others).
+            meta.status = ' '
         self._tdata = {}
         self._resolved = []
 
@@ -208,8 +212,10 @@ class MemoryStorage(BaseStorage):
         """Forget history older than ``t``, as ``IStorage.pack`` says.
 
         ``gc`` None means the ``pack_gc`` given to the constructor.
-        Transactions before ``t`` are no longer undoable. Packing to a time
-        at or before an earlier pack's does nothing.
+        Transactions before ``t`` get status ``'p'`` and are no longer
+        undoable; those left without records go, except the newest
+        transaction. Packing to a time at or before an earlier pack's
+        does nothing.
         """
         self._check_writable()
         stop = time_tid(t)
@@ -226,7 +232,7 @@ class MemoryStorage(BaseStorage):
                 for oid in self._unreachable(keep, stop, referencesf):
                     keep[oid] = None
             with self._lock:
-                self._apply_pack(keep)
+                self._apply_pack(keep, stop)
                 self._pack_tid = stop
 
     @staticmethod
@@ -261,24 +267,26 @@ class MemoryStorage(BaseStorage):
                     todo.extend(referencesf(data))
         return [oid for oid in keep if oid not in reached]
 
-    def _apply_pack(self, keep):
-        dropped = {}    # tid -> oids whose record in it goes
+    def _apply_pack(self, keep, stop):
         for oid, oldest in keep.items():
             revisions = self._data[oid]
             if oldest is None:
-                tids = list(revisions.keys())
                 del self._data[oid]
             else:
-                tids = list(revisions.keys(max=oldest, excludemax=True))
-                for tid in tids:
+                for tid in list(revisions.keys(max=oldest, excludemax=True)):
                     del revisions[tid]
-            for tid in tids:
-                dropped.setdefault(tid, set()).add(oid)
-        for tid, oids in dropped.items():
-            meta, records = self._transactions[tid]
-            kept = tuple(r for r in records if r.oid not in oids)
-            if kept:
-                # 'p': thinned by a pack (ZODB's status letter).
+        # As ZODB's FileStorage: every transaction before the pack time
+        # that keeps a record gets status 'p' (no longer undoable); one
+        # that keeps none goes, except the newest of all, which stays so
+        # that iteration still ends at lastTransaction().
+        if not self._transactions:
+            return
+        newest = self._transactions.maxKey()
+        for tid, (meta, records) in list(self._transactions.items(
+                max=stop, excludemax=True)):
+            kept = tuple(r for r in records if r.oid in self._data
+                         and tid in self._data[r.oid])
+            if kept or tid == newest:
                 self._transactions[tid] = (TransactionMeta(
                     tid, meta.user, meta.description, meta.extension_bytes,
                     'p'), kept)
@@ -348,12 +356,16 @@ class MemoryStorage(BaseStorage):
         return True
 
     def undoLog(self, first=0, last=-20, filter=None):
-        """Transactions since the last pack, newest first; ``id`` is the tid."""
+        """Transactions newest first, down to the first a pack thinned
+        (status ``'p'``, as ZODB's FileStorage); ``id`` is the tid."""
         self._check_open()
         with self._lock:
-            metas = [meta for meta, _
-                     in self._transactions.values(self._pack_tid)]
-        return select_undo_log((meta.info(id=meta.tid) for meta in metas[::-1]),
+            metas = []
+            for meta, _ in reversed(self._transactions.values()):
+                if meta.status == 'p':
+                    break
+                metas.append(meta)
+        return select_undo_log((meta.info(id=meta.tid) for meta in metas),
                                first, last, filter)
 
     def undoInfo(self, first=0, last=-20, specification=None):
@@ -369,8 +381,7 @@ class MemoryStorage(BaseStorage):
                 'invalid transaction id %r' % (transaction_id,))
         with self._lock:
             entry = self._transactions.get(transaction_id)
-            if entry is None or (self._pack_tid is not None
-                                 and transaction_id < self._pack_tid):
+            if entry is None or entry[0].status != ' ':
                 raise errors.UndoError(
                     'transaction %s is unknown or packed away'
                     % errors.oid_repr(transaction_id))

@@ -5,11 +5,12 @@ import time
 import pytest
 
 from objstore import errors
-from objstore.interfaces import IStorageIteration
+from objstore.interfaces import IStorageIteration, IStorageUndoable
 from objstore.serialize import references
 from objstore.storages.base import maxtid, p64, z64
 from objstore.testing.harness import ConformanceBase
-from objstore.testing.helpers import Clock, after, commit, current, record
+from objstore.testing.helpers import (
+    Clock, after, commit, current, make_txn, record)
 
 A, B, C, D, E = (p64(n) for n in range(1, 6))
 
@@ -162,3 +163,49 @@ class PackConformance(ConformanceBase):
         seen = {(txn.tid, rec.oid) for txn in storage.iterator()
                 for rec in txn}
         assert seen == {(t0, z64), (t1, A), (t2, A)}
+
+    def _statuses(self, storage):
+        return [(txn.tid, txn.status) for txn in storage.iterator()]
+
+    def test_pack_marks_kept_transactions_and_drops_emptied_ones(
+            self, storage):
+        # As ZODB's FileStorage (fspack): every transaction before the pack
+        # time that keeps a record gets status 'p', thinned or not; one
+        # that keeps nothing (all its records dropped, or none to begin
+        # with) leaves iteration and the undo log; later ones stay as
+        # they were.
+        if not IStorageIteration.providedBy(storage):
+            pytest.skip('the storage does not iterate')
+        t0 = self.put(storage, 0, {z64: record('root', refs=[A]),
+                                   A: record(0), C: record('c')})
+        t1 = self.put(storage, 1, {A: record(1)})
+        self.put(storage, 2, {D: record('unreachable')})
+        commit(storage, tid=self.clock.tid(3))
+        t4 = self.put(storage, 4, {A: record(4)})
+        self.pack(storage, 3)
+        assert self._statuses(storage) == [(t0, 'p'), (t1, 'p'), (t4, ' ')]
+        assert [r.oid for r in next(storage.iterator(t0, t0))] == [z64]
+        if IStorageUndoable.providedBy(storage):
+            assert [d['id'] for d in storage.undoLog(0, 20)] == [t4]
+            txn = make_txn()
+            storage.tpc_begin(txn)
+            try:
+                with pytest.raises(errors.UndoError):
+                    storage.undo(t1, txn)
+            finally:
+                storage.tpc_abort(txn)
+
+    def test_the_newest_transaction_stays_even_when_pack_empties_it(
+            self, storage):
+        # objstore keeps it (ZODB's FileStorage drops it) so that iteration
+        # ends at lastTransaction(), also after a FileStorage reopens.
+        if not IStorageIteration.providedBy(storage):
+            pytest.skip('the storage does not iterate')
+        t0 = self.put(storage, 0, {z64: record('root')})
+        t1 = self.put(storage, 1, {C: record('unreachable')})
+        storage.pack(time.time(), references)
+        assert self._statuses(storage) == [(t0, 'p'), (t1, 'p')]
+        assert list(next(storage.iterator(t1))) == []
+        assert storage.lastTransaction() == t1
+        if IStorageUndoable.providedBy(storage):
+            assert storage.undoLog(0, 20) == []

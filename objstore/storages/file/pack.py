@@ -13,7 +13,8 @@ references, and a second pass copies what stays into ``<log>.pack``,
 re-linking the back-pointers. Transactions after ``t`` are copied
 unchanged (tids, metadata, data); earlier ones keep their surviving
 records and get status ``'p'`` (no longer undoable), or vanish when
-nothing of them survives. The copy is fsynced and renamed over the log in
+nothing of them survives (as in ZODB's FileStorage), except the last
+transaction of the file, kept empty so the file keeps its last tid. The copy is fsynced and renamed over the log in
 one atomic step, then the storage switches its descriptor and writes a
 checkpoint. A crash at any moment leaves either the old file or the new
 one, never a mix; a leftover ``.pack`` file is removed on the next open.
