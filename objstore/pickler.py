@@ -450,8 +450,16 @@ class ObjectReader:
                 cls = self.find_class(*cls)
             if isinstance(cls, type) and issubclass(cls, broken.Broken):
                 cls = broken.persistent_broken(cls)
+        get_ghost = self._jar.get_ghost
         try:
-            return self._jar.get_ghost(oid, cls)
+            try:
+                return get_ghost(oid, cls)
+            except TypeError as exc:
+                if cls is None or isinstance(exc, errors.ObjstoreError):
+                    raise
+                # The class now wants __new__ arguments this reference
+                # does not carry; the record has them (ZODB does the same).
+                return get_ghost(oid, None)
         except errors.POSKeyError as exc:
             if exc.referenced_by is None and self._loading is not None:
                 exc.referenced_by = self._describe_loading()

@@ -469,6 +469,18 @@ def test_cross_database_references_are_unsupported(pid):
     assert 'cross-database' in str(info.value)
 
 
+def test_reference_whose_class_now_needs_newargs_loads_the_record():
+    jar = FakeJar()
+    sized = WithNewArgs(4)
+    oid = jar.add(sized)
+    jar.commit(sized)
+    mark = object()
+    # Written when the class had no __getnewargs__: (oid, class).
+    record = _record(Item, {'ref': mark}, [(mark, (oid, WithNewArgs))])
+    ref = FakeJar(jar.store).reader.get_state(record)['ref']
+    assert type(ref) is WithNewArgs and ref.size == 4
+
+
 def test_class_forms_of_old_records_are_read():
     jar = FakeJar()
     for meta in [Item, (Item, None), (('test_pickler', 'Item'), None),
@@ -682,3 +694,46 @@ def test_plain_data_round_trips_and_matches_zodbs_bytes(value):
     loaded = reopen(jar, oid)
     assert loaded.value == value
     assert loaded.child.value == value
+
+
+# -- property: the error names the path of the one unpicklable value -------
+
+def _unpicklable():
+    return lambda: None
+
+
+@st.composite
+def _nested_with_one_bad_value(draw, depth=0):
+    """(value, path): plain data holding one function, and where it is."""
+    if depth >= 4 or draw(st.booleans()) and depth > 0:
+        return _unpicklable(), ''
+    child, below = draw(_nested_with_one_bad_value(depth + 1))
+    others = draw(st.lists(_leaves, max_size=3))
+    kind = draw(st.sampled_from(['dict', 'list', 'tuple', 'plain']))
+    if kind in ('list', 'tuple'):
+        at = draw(st.integers(0, len(others)))
+        items = others[:at] + [child] + others[at:]
+        value = items if kind == 'list' else tuple(items)
+        return value, '[%d]%s' % (at, below)
+    names = draw(st.lists(st.from_regex('[a-z]{1,6}', fullmatch=True),
+                          min_size=len(others) + 1, max_size=len(others) + 1,
+                          unique=True))
+    mapping = dict(zip(names[1:], others))
+    mapping[names[0]] = child
+    if kind == 'dict':
+        return mapping, '[%r]%s' % (names[0], below)
+    return Plain(**mapping), '.%s%s' % (names[0], below)
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=_nested_with_one_bad_value())
+def test_error_names_the_path_of_the_unpicklable_value(case):
+    value, path = case
+    jar = FakeJar()
+    folder = Folder()
+    jar.add(folder)
+    folder.value = value
+    with pytest.raises(errors.SerializationError) as info:
+        jar.writer.serialize(folder)
+    assert ('cannot store test_pickler.Folder (oid 0x01): .value%s is a '
+            'function, which cannot be pickled' % path) in str(info.value)
