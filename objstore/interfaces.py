@@ -42,6 +42,7 @@ __all__ = [
     'IStorageTransactionInformation', 'IStorageRecordInformation',
     'IStorageUndoable', 'IStorageRestoreable',
     'IStorageCurrentRecordIteration', 'ReadVerifyingStorage', 'IExternalGC',
+    'IHistoryWindow',
     # the core
     'IDatabase', 'IConnection',
 ]
@@ -496,6 +497,29 @@ class IExternalGC(IStorage):
         After the commit, current loads of ``oid`` raise ``POSKeyError``
         while earlier revisions stay readable; a pack past the deletion
         removes the object.
+        """
+
+
+class IHistoryWindow(Interface):
+    """How far back a storage can show the whole database (an objstore
+    extension; ZODB has no such method).
+
+    The database checks it before opening a connection at a past moment
+    and refuses moments older than it (``HistoryUnavailable``) instead of
+    showing a state that pack has partly forgotten.
+    """
+
+    def history_start():
+        """Return the oldest tid whose whole database state is still shown.
+
+        ``z64`` while the storage has never lost history. After a pack,
+        the newest transaction the pack marked ``'p'`` (the state the pack
+        kept): for every ``before > history_start()``, ``loadBefore(oid,
+        before)`` returns what it returned before the pack for every
+        object reachable from the root at ``before`` (garbage the pack
+        collected is gone). Never decreases while the storage is open;
+        survives a reopen of a storage that keeps its data, and a copy
+        (``copyTransactionsFrom`` keeps the ``'p'`` statuses).
         """
 
 

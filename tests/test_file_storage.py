@@ -24,6 +24,7 @@ class TestFileStorageConformance(
         testing.IStorageCurrentRecordIterationConformance,
         testing.ReadVerifyingStorageConformance,
         testing.IExternalGCConformance,
+        testing.IHistoryWindowConformance,
         testing.ReopenConformance):
 
     def make_storage(self):

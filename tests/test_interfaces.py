@@ -31,6 +31,7 @@ OWN_METHODS = {
     'IStorageCurrentRecordIteration': {'record_iternext'},
     'ReadVerifyingStorage': {'checkCurrentSerialInTransaction'},
     'IExternalGC': {'deleteObject'},
+    'IHistoryWindow': {'history_start'},
     'IDatabase': {
         'open', 'close', 'pack', 'history', 'undo', 'undoLog', 'undoInfo',
         'lastTransaction', 'transaction'},

@@ -17,7 +17,8 @@ class TestMemoryStorage(testing.IStorageConformance,
                         testing.IStorageRestoreableConformance,
                         testing.IStorageCurrentRecordIterationConformance,
                         testing.ReadVerifyingStorageConformance,
-                        testing.IExternalGCConformance):
+                        testing.IExternalGCConformance,
+                        testing.IHistoryWindowConformance):
 
     def make_storage(self):
         return MemoryStorage('test%d' % self.count())

@@ -18,8 +18,9 @@ from zope.interface import implementer
 
 from objstore import conflict, errors
 from objstore.interfaces import (
-    IExternalGC, IStorage, IStorageCurrentRecordIteration, IStorageIteration,
-    IStorageRestoreable, IStorageUndoable, ReadVerifyingStorage)
+    IExternalGC, IHistoryWindow, IStorage, IStorageCurrentRecordIteration,
+    IStorageIteration, IStorageRestoreable, IStorageUndoable,
+    ReadVerifyingStorage)
 from objstore.storages.base import (
     BaseStorage, DataRecord, TransactionMeta, TransactionRecord, p64,
     select_undo_log, specification_filter, time_tid, u64, z64)
@@ -32,7 +33,7 @@ def _before(tid):
 
 @implementer(IStorage, IStorageIteration, IStorageUndoable,
              IStorageRestoreable, IStorageCurrentRecordIteration,
-             ReadVerifyingStorage, IExternalGC)
+             ReadVerifyingStorage, IExternalGC, IHistoryWindow)
 class MemoryStorage(BaseStorage):
     """A history-preserving storage that keeps everything in memory.
 
@@ -52,6 +53,7 @@ class MemoryStorage(BaseStorage):
         self._data = OOBTree()
         self._transactions = OOBTree()
         self._pack_tid = None       # history before it may be gone
+        self._history_start = z64   # the newest status 'p' transaction
         self._tdata = self._resolved = None
 
     # -- IStorage: reading ------------------------------------------------
@@ -202,6 +204,8 @@ class MemoryStorage(BaseStorage):
             records.append(DataRecord(oid, tid, data, data_txn))
         self._transactions[tid] = (self._meta, tuple(records))
         self._tdata = self._resolved = None
+        if self._meta.status == 'p':
+            self._history_start = tid
 
     def _abort(self):
         self._tdata = self._resolved = None
@@ -290,8 +294,17 @@ class MemoryStorage(BaseStorage):
                 self._transactions[tid] = (TransactionMeta(
                     tid, meta.user, meta.description, meta.extension_bytes,
                     'p'), kept)
+                self._history_start = max(self._history_start, tid)
             else:
                 del self._transactions[tid]
+
+    # -- IHistoryWindow ---------------------------------------------------
+
+    def history_start(self):
+        """The newest transaction a pack (or a copy) marked ``'p'``, or
+        ``z64``; see ``IHistoryWindow``."""
+        self._check_open()
+        return self._history_start
 
     # -- IStorageIteration ------------------------------------------------
 

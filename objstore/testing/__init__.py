@@ -27,6 +27,7 @@ from objstore.testing.reopen import ReopenConformance
 from objstore.testing.restore import IStorageRestoreableConformance
 from objstore.testing.threads import ConcurrencyConformance
 from objstore.testing.undo import IStorageUndoableConformance
+from objstore.testing.window import IHistoryWindowConformance
 
 
 class IStorageConformance(BasicConformance, ConflictConformance,
@@ -43,5 +44,5 @@ __all__ = [
     'IStorageCurrentRecordIterationConformance',
     'IStorageUndoableConformance', 'IStorageRestoreableConformance',
     'ReadVerifyingStorageConformance', 'IExternalGCConformance',
-    'ReopenConformance',
+    'ReopenConformance', 'IHistoryWindowConformance',
 ]

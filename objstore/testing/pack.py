@@ -15,9 +15,10 @@ from objstore.testing.helpers import (
 A, B, C, D, E = (p64(n) for n in range(1, 6))
 
 
-class PackConformance(ConformanceBase):
-    """Transactions here have forced tids at moments ten seconds apart, an
-    hour ago, so that a pack time can fall between two of them."""
+class PackClock(ConformanceBase):
+    """Helpers for tests that pack: transactions with forced tids at
+    moments ten seconds apart, an hour ago, so that a pack time can fall
+    between two of them."""
 
     @pytest.fixture(autouse=True)
     def _clock(self):
@@ -41,6 +42,10 @@ class PackConformance(ConformanceBase):
         for oid in oids:
             with pytest.raises(errors.POSKeyError):
                 storage.loadBefore(oid, maxtid)
+
+
+class PackConformance(PackClock):
+    """IStorage.pack."""
 
     def test_pack_of_an_empty_storage(self, storage):
         storage.pack(time.time(), references)

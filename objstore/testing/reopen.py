@@ -9,6 +9,7 @@ import time
 import pytest
 
 from objstore import errors
+from objstore.interfaces import IHistoryWindow
 from objstore.serialize import references
 from objstore.storages.base import maxtid, u64, z64
 from objstore.testing.helpers import (
@@ -53,3 +54,19 @@ class ReopenConformance(PackConformance):
         assert current(reopened, A) == (record(1), t1)
         assert len(reopened.history(A, 10)) == 1
         self.assert_gone(reopened, C)
+
+    def test_history_window_survives_reopen(self, storage):
+        if not IHistoryWindow.providedBy(storage):
+            pytest.skip('the storage has no history window')
+        self.put(storage, 0, {z64: record('root', refs=[A]), A: record(0)})
+        t1 = self.put(storage, 1, {A: record(1)})
+        self.put(storage, 2, {A: record(2)})
+        storage = self.reopen(storage)
+        assert storage.history_start() == z64
+        self.pack(storage, 1)
+        self.put(storage, 3, {A: record(3)})
+        reopened = self.reopen(storage)
+        assert reopened.history_start() == t1
+        self.put(reopened, 4, {A: record(4)})
+        assert reopened.history_start() == t1
+        assert self.reopen(reopened, read_only=True).history_start() == t1

@@ -17,7 +17,8 @@ transaction a pack thinned (status ``'p'``): those are not undoable.
 """
 from objstore import conflict
 from objstore import errors
-from objstore.storages.base import select_undo_log, specification_filter
+from objstore.storages.base import (
+    select_undo_log, specification_filter, z64)
 from objstore.storages.file import format as fmt
 from objstore.storages.file import scan
 
@@ -52,6 +53,23 @@ def undo_log(fd, path, end, first, last, filter=None):
                 return
             yield txn.meta().info(id=txn.tid, size=txn.tlen)
     return select_undo_log(descriptions(), first, last, filter)
+
+
+def history_start(storage):
+    """``IHistoryWindow.history_start``, with ``storage._lock`` held: the
+    newest transaction with status ``'p'`` (pack writes them first in the
+    file, so the walk back from the end stops after the transactions
+    committed since the last pack), or ``z64``. Cached until the file
+    changes under the storage (reopen, pack, a ``'p'`` transaction)."""
+    if storage._history_start is None:
+        start = z64
+        for txn in scan.transactions_backward(storage._fd, storage._path,
+                                              storage._pos):
+            if txn.status == fmt.STATUS_PACKED:
+                start = txn.tid
+                break
+        storage._history_start = start
+    return storage._history_start
 
 
 def undo_info(storage, first, last, specification):

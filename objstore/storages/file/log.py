@@ -114,6 +114,7 @@ def load(storage):
     old.close()
     storage._pos = pos
     storage._ltid = last or ltid
+    storage._history_start = None
     storage._oid = max(storage._oid, u64(max(top or z64, max_oid)))
     storage._checkpoint_pos = start
     storage._checkpoint_oid = u64(max_oid)
@@ -200,6 +201,7 @@ def replace_file(storage, fd, file_id, index, pos, max_oid):
     old, storage._index = storage._index, index
     old.close()
     storage._pos = pos
+    storage._history_start = None
     # new_oid never goes back, even past oids pack collected.
     storage._oid = max(storage._oid, u64(max_oid))
     storage._checkpoint_pos = 0
@@ -234,6 +236,8 @@ def _catch_up(storage, start, end):
             if found:
                 storage._oid = max(storage._oid, u64(max(found)))
             storage.records_scanned += txn.count
+            if txn.status == fmt.STATUS_PACKED:
+                storage._history_start = None
             if db is not None:
                 db.invalidate(txn.tid, list(found))
             storage._ltid = txn.tid

@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 @implementer(interfaces.IStorage, interfaces.IStorageIteration,
              interfaces.IStorageUndoable, interfaces.IStorageRestoreable,
              interfaces.IStorageCurrentRecordIteration,
-             interfaces.ReadVerifyingStorage, interfaces.IExternalGC)
+             interfaces.ReadVerifyingStorage, interfaces.IExternalGC,
+             interfaces.IHistoryWindow)
 class FileStorage(BaseStorage):
     """A history-keeping storage in one append-only, checksummed file.
 
@@ -105,6 +106,7 @@ class FileStorage(BaseStorage):
         self._pending = None
         self._voted = None
         self._resolved = []
+        self._history_start = None      # unknown until asked
         #: How many data records the last open or sync read from the log
         #: (those a checkpoint covered are not counted).
         self.records_scanned = 0
@@ -241,6 +243,11 @@ class FileStorage(BaseStorage):
         with self._lock:
             self._check_open()
             return history_mod.history(self, oid, size)
+
+    def history_start(self):
+        with self._lock:
+            self._check_open()
+            return history_mod.history_start(self)
 
     def getSize(self):
         self._check_open()
@@ -394,6 +401,8 @@ class FileStorage(BaseStorage):
                 self._oid = top
         self._pending = None
         self._voted = None
+        if self._meta.status == 'p' and self._history_start is not None:
+            self._history_start = tid
         if log.checkpoint_due(self):
             self._ltid = tid
             log.try_checkpoint(self)
