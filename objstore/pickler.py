@@ -271,8 +271,12 @@ class ObjectReader:
     through unchanged.
     """
 
-    def __init__(self, jar):
+    def __init__(self, jar, find_global=broken.find_global):
+        # find_global(module, name): ZODB's DB.classFactory hook, for
+        # applications that move or alias classes; it should answer a
+        # missing global with a broken class, as the default does.
         self._jar = jar
+        self._find_global = find_global
         self._classes = {}
         self._classes_by_key = {}
         self._database_name = None
@@ -295,7 +299,7 @@ class ObjectReader:
             return self._classes[key]
         except KeyError:
             pass
-        value = broken.find_global(module, name)
+        value = self._find_global(module, name)
         if not broken.is_broken(value):
             self._classes[key] = value
         return value

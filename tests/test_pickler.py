@@ -481,6 +481,23 @@ def test_reference_whose_class_now_needs_newargs_loads_the_record():
     assert type(ref) is WithNewArgs and ref.size == 4
 
 
+def test_reader_takes_a_find_global_to_move_classes():
+    from objstore.broken import find_global
+    from objstore.pickler import ObjectReader
+    moved = {('old.home', 'Item'): Item}
+    jar = FakeJar()
+    reader = ObjectReader(jar, lambda module, name: moved.get(
+        (module, name)) or find_global(module, name))
+    record = _record((('old.home', 'Item'), None), {'v': 1})
+    assert reader.get_class(record) is Item
+    global_form = b'\x80\x03cold.home\nItem\nq\x00.' + _record(None, {'v': 2})[4:]
+    assert reader.get_class(global_form) is Item
+    ghost = reader.new_ghost(p64(3), global_form)
+    assert type(ghost) is Item
+    assert reader.get_state(global_form) == {'v': 2}
+    assert reader.get_class(_record(Plain, None)) is Plain
+
+
 def test_class_forms_of_old_records_are_read():
     jar = FakeJar()
     for meta in [Item, (Item, None), (('test_pickler', 'Item'), None),
