@@ -42,11 +42,7 @@ _broken_classes = {}
 _ALIASES = {('ZODB.broken', 'rebuild'): ('objstore.broken', 'rebuild')}
 
 
-class BrokenModified(errors.ObjstoreError, TypeError):
-    """A broken object (its class is missing) was changed or pickled.
-
-    A ``TypeError`` as in ZODB, so code catching ZODB's error still works.
-    """
+BrokenModified = errors.BrokenModified  # defined with the other errors
 
 
 class Broken:

@@ -217,3 +217,11 @@ class URIError(ObjstoreError, ValueError):
 
     The message names the parameter (when there is one) and the URI.
     """
+
+
+class BrokenModified(ObjstoreError, TypeError):
+    """A broken object (its class can no longer be imported) was changed or
+    pickled outside its database.
+
+    A ``TypeError`` as in ZODB, so code catching ZODB's error still works.
+    """
