@@ -453,7 +453,9 @@ class IStorageRestoreable(IStorage):
         In order, with their tids, metadata (``extension_bytes`` verbatim)
         and records, each committed atomically (``tpc_begin(txn, tid)``,
         ``restore``..., ``tpc_vote``, ``tpc_finish``). Every copied tid must
-        exceed ``lastTransaction()``. A failure leaves a prefix copied.
+        exceed ``lastTransaction()``. A failure leaves a prefix copied. A
+        source holding ZODB blob records is refused (``Unsupported``,
+        naming the first one's oid and tid) before anything is copied.
         """
 
 

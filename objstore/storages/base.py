@@ -12,7 +12,7 @@ import time
 from persistent.TimeStamp import TimeStamp
 
 from objstore import errors
-from objstore.serialize import pack_extension, unpack_extension
+from objstore.serialize import class_name_of, pack_extension, unpack_extension
 
 z64 = b'\0' * 8
 #: The largest tid: ``loadBefore(oid, maxtid)`` reads the current revision.
@@ -168,6 +168,66 @@ def specification_filter(specification):
     return matches
 
 
+#: The class of ZODB's blob records (``ZODB.blob.Blob``): their data lives
+#: in files beside the storage, which objstore cannot copy.
+BLOB_CLASS = 'ZODB.blob.Blob'
+
+
+def is_blob_record(data):
+    """Whether ``data`` is a record of ZODB's ``Blob`` class (decided from
+    its class pickle, as ``ZODB.blob.is_blob_record`` does, without ZODB)."""
+    return bool(data) and b'ZODB.blob' in data and (
+        class_name_of(data) == BLOB_CLASS)
+
+
+def _close(iterator):
+    close = getattr(iterator, 'close', None)
+    if close is not None:
+        close()
+
+
+def copy_transactions(source, destination):
+    """Copy every transaction of ``source`` into ``destination`` (what
+    ``IStorageRestoreable.copyTransactionsFrom`` does for both storages).
+
+    Each transaction keeps its tid, status, user, description, extension
+    bytes and records (``restore`` with their ``data_txn``) and commits on
+    its own. Raises ``errors.Unsupported`` naming the first blob record's
+    oid and tid before copying anything: the source is read through once
+    first, so a refused source leaves ``destination`` unchanged.
+    """
+    iterator = source.iterator()
+    try:
+        for txn in iterator:
+            for record in txn:
+                if is_blob_record(record.data):
+                    raise errors.Unsupported(
+                        'cannot copy %s: object %s has a blob record in'
+                        ' transaction %s, and objstore does not store blobs'
+                        % (getattr(source, 'getName', lambda: source)(),
+                           errors.oid_repr(record.oid),
+                           errors.oid_repr(txn.tid)))
+    finally:
+        _close(iterator)
+    iterator = source.iterator()
+    try:
+        for txn in iterator:
+            meta = TransactionMeta.from_transaction(
+                txn, txn.tid, getattr(txn, 'status', ' '))
+            destination.tpc_begin(meta, txn.tid, meta.status)
+            try:
+                for record in txn:
+                    destination.restore(record.oid, record.tid, record.data,
+                                        '', record.data_txn, meta)
+                destination.tpc_vote(meta)
+                destination.tpc_finish(meta)
+            except BaseException:
+                destination.tpc_abort(meta)
+                raise
+    finally:
+        _close(iterator)
+
+
 class BaseStorage:
     """Two-phase commit bookkeeping shared by objstore storages.
 
@@ -310,6 +370,10 @@ class BaseStorage:
         self._tid = None
         self._meta = None
         self._commit_lock.release()
+
+    def copyTransactionsFrom(self, other):  # ZODB's protocol name
+        """Copy every transaction of ``other``; see :func:`copy_transactions`."""
+        copy_transactions(other, self)
 
     def sync(self, force=True):
         """Catch up with commits made elsewhere (nothing to do in-process)."""

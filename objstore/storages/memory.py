@@ -459,17 +459,3 @@ class MemoryStorage(BaseStorage):
                     or revisions.get(prev_txn) != data):
                 prev_txn = None
         self._tdata[oid] = (data, prev_txn)
-
-    def copyTransactionsFrom(self, other):
-        """Copy every transaction of ``other``: tids, metadata, records."""
-        for txn in other.iterator():
-            self.tpc_begin(txn, txn.tid, txn.status)
-            try:
-                for record in txn:
-                    self.restore(record.oid, record.tid, record.data, '',
-                                 record.data_txn, txn)
-                self.tpc_vote(txn)
-                self.tpc_finish(txn)
-            except BaseException:
-                self.tpc_abort(txn)
-                raise

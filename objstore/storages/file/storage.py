@@ -25,7 +25,7 @@ from zope.interface import implementer
 from objstore import conflict
 from objstore import errors
 from objstore import interfaces
-from objstore.storages.base import BaseStorage, TransactionMeta, u64, z64
+from objstore.storages.base import BaseStorage, u64, z64
 from objstore.storages.file import format as fmt
 from objstore.storages.file import history as history_mod
 from objstore.storages.file import fsio
@@ -445,24 +445,6 @@ class FileStorage(BaseStorage):
         with self._lock:
             oids = history_mod.undo(self, transaction_id)
         return self._tid, oids
-
-    # -- restore --------------------------------------------------------
-
-    def copyTransactionsFrom(self, other):  # ZODB's protocol name
-        for txn in other.iterator():
-            meta = TransactionMeta(txn.tid, txn.user, txn.description,
-                                   txn.extension_bytes,
-                                   getattr(txn, 'status', ' '))
-            self.tpc_begin(meta, txn.tid, meta.status)
-            try:
-                for record in txn:
-                    self.restore(record.oid, record.tid, record.data, '',
-                                 record.data_txn, meta)
-                self.tpc_vote(meta)
-                self.tpc_finish(meta)
-            except BaseException:
-                self.tpc_abort(meta)
-                raise
 
     # -- pack and sync ----------------------------------------------------
 
