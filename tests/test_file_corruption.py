@@ -29,7 +29,7 @@ from objstore import errors
 from objstore.storages.base import maxtid, p64, z64
 from objstore.storages.file import FileStorage, TruncatedTailWarning
 from objstore.storages.file import format as fmt
-from objstore.testing.crash import revisions_of, snapshot
+from objstore.testing.recovered import revisions_of, snapshot
 from objstore.testing.helpers import (
     Clock, after, commit, make_txn, record)
 

@@ -5,7 +5,7 @@ process that commits in a loop and kills it with SIGKILL at random moments,
 reopening and checking the file after each kill
 (``OBJSTORE_CRASH_KILLS``, default 15; ``python -m objstore.testing.crash
 --kills N`` runs a long one). A systematic one, in this process: the
-workload of :class:`objstore.testing.crash.Workload` dies (through the
+workload of :class:`objstore.testing.recovered.Workload` dies (through the
 ``fsio`` seams) at each of its file-system calls in turn, a write also
 torn at its first page boundary (where a fatal signal may stop one), and
 the files it leaves (the page cache survives a process death, so they are
@@ -28,9 +28,8 @@ from objstore.storages.file import FileStorage, TruncatedTailWarning
 from objstore.storages.file import log as file_log
 from objstore.storages.file import pack as file_pack
 from objstore.testing import crash, faults
-from objstore.testing.crash import (
-    Workload, candidates, check_reads, describe_difference, revisions_of,
-    snapshot)
+from objstore.testing.recovered import (
+    Workload, candidates, check_reads, check_recovered, snapshot)
 from objstore.testing.helpers import commit, make_txn, record
 
 KILLS = int(os.environ.get('OBJSTORE_CRASH_KILLS', '15'))
@@ -57,43 +56,6 @@ def reference_run(directory):
         workload = Workload(directory, seams, short=True)
         workload.run()
     return seams.log, workload
-
-
-def check_files(path, expected, oids):
-    """Open what a dead process left, compare, commit, reopen: a problem
-    or None."""
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            storage = FileStorage(path)
-        others = [w for w in caught
-                  if not issubclass(w.category, TruncatedTailWarning)]
-        try:
-            if others:
-                return 'unexpected warnings: %s' % [str(w.message)
-                                                     for w in others]
-            snap = snapshot(storage)
-            if snap not in expected:
-                return 'wrong state: %s' % describe_difference(snap, expected)
-            problems = check_reads(storage, snap, oids)
-            if problems:
-                return 'reads disagree: %s' % problems[:3]
-            oid = storage.new_oid()
-            if oid in revisions_of(snap):
-                return 'new_oid() returned %r, an oid in use' % (oid,)
-            commit(storage, {oid: (z64, record('after'))})
-            grown = snapshot(storage)
-        finally:
-            storage.close()
-        storage = FileStorage(path)
-        try:
-            if snapshot(storage) != grown:
-                return 'reopening after the new commit lost something'
-        finally:
-            storage.close()
-    except (errors.ObjstoreError, OSError) as exc:
-        return 'raised %r' % (exc,)
-    return None
 
 
 def test_death_at_every_file_system_call(tmp_path, small_units):
@@ -126,7 +88,7 @@ def test_death_at_every_file_system_call(tmp_path, small_units):
             # Ops before j happened, op j maybe (torn: partly).
             expected = (candidates(reference.steps, j)
                         + candidates(reference.steps, j + 1))
-            problem = check_files(workload.path, expected, reference.oids)
+            problem = check_recovered(workload.path, expected, reference.oids)
             if problem:
                 failures.append('death at call %d %r%s: %s' % (
                     j, op, ' torn after %d bytes' % torn if torn else '',
@@ -158,23 +120,32 @@ def test_the_storage_lets_a_simulated_death_through(tmp_path):
 
 # -- injected I/O errors ------------------------------------------------------
 
-def test_a_failing_vote_write_leaves_the_storage_usable(tmp_path):
+@pytest.mark.parametrize('torn', [None, 500])
+def test_a_failing_vote_write_leaves_the_storage_usable(tmp_path, torn):
+    """The disk fills up during tpc_vote's write (before any byte of it,
+    or after some): the bytes are cut again, the storage goes on."""
     path = str(tmp_path / 'data.fs')
     storage = FileStorage(path)
     try:
         first = commit(storage, {storage.new_oid(): (z64, record('one'))})
         before = snapshot(storage)
+        size = os.path.getsize(path)
         with faults.Seams() as seams:
-            seams.fail('write', error=OSError(errno.ENOSPC, 'disk full'))
+            seams.fail('write', error=OSError(errno.ENOSPC, 'disk full'),
+                       torn=torn)
             with pytest.raises(OSError):
-                commit(storage, {storage.new_oid(): (z64, record('two'))})
+                commit(storage, {storage.new_oid(): (z64,
+                                                     record('x' * 1000))})
+        assert os.path.getsize(path) == size
         assert snapshot(storage) == before
         assert storage.lastTransaction() == first
         tid = commit(storage, {storage.new_oid(): (z64, record('three'))})
         assert [t[0] for t in snapshot(storage)] == [first, tid]
     finally:
         storage.close()
-    storage = FileStorage(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')     # nothing to cut
+        storage = FileStorage(path)
     try:
         assert [t[0] for t in snapshot(storage)] == [first, tid]
     finally:
@@ -206,6 +177,7 @@ def test_a_failing_fsync_in_finish_closes_and_leaves_nothing(tmp_path):
     path = str(tmp_path / 'data.fs')
     storage = FileStorage(path)
     first = commit(storage, {storage.new_oid(): (z64, record('one'))})
+    size = os.path.getsize(path)
     with faults.Seams() as seams:
         seams.fail('fsync')
         with pytest.raises(OSError):
@@ -213,9 +185,11 @@ def test_a_failing_fsync_in_finish_closes_and_leaves_nothing(tmp_path):
     with pytest.raises(errors.StorageClosedError):
         commit(storage, {storage.new_oid(): (z64, record('three'))})
     storage.close()
+    assert os.path.getsize(path) == size
     storage = FileStorage(path)
     try:
         assert [t[0] for t in snapshot(storage)] == [first]
+        assert storage.lastTransaction() == first
     finally:
         storage.close()
 

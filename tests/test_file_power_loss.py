@@ -30,9 +30,8 @@ from objstore.storages.file import format as fmt
 from objstore.storages.file import log as file_log
 from objstore.storages.file import pack as file_pack
 from objstore.testing import faults
-from objstore.testing.crash import (
-    Workload, candidates, check_reads, describe_difference, revisions_of,
-    snapshot)
+from objstore.testing.recovered import (
+    Workload, candidates, check_recovered, snapshot)
 from objstore.testing.helpers import commit, record
 
 REPLAYS = int(os.environ.get('OBJSTORE_POWER_LOSS_REPLAYS', '200'))
@@ -63,48 +62,13 @@ def recorded(tmp_path_factory):
 
 
 def check_image(files, directory, expected, oids):
-    """Open the image, compare, commit, reopen: a problem or None."""
+    """Write the image, then :func:`check_recovered`: a problem or None."""
     faults.write_files(files, directory)
-    path = os.path.join(directory, 'data.fs')
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            storage = FileStorage(path)
-        others = [w for w in caught
-                  if not issubclass(w.category, TruncatedTailWarning)]
-        if others:
-            storage.close()
-            return 'unexpected warnings: %s' % [str(w.message) for w in others]
-        try:
-            snap = snapshot(storage)
-            if snap not in expected:
-                return 'wrong state: %s' % describe_difference(snap, expected)
-            problems = check_reads(storage, snap, oids)
-            if problems:
-                return 'reads disagree: %s' % problems[:3]
-            oid = storage.new_oid()
-            if oid in revisions_of(snap):
-                return 'new_oid() returned %r, an oid in use' % (oid,)
-            tid = commit(storage, {oid: (z64, record('after'))})
-            grown = snapshot(storage)
-            if grown[:-1] != snap or grown[-1][0] != tid:
-                return 'the commit after recovery went wrong'
-        finally:
-            storage.close()
-        storage = FileStorage(path)
-        try:
-            if snapshot(storage) != grown:
-                return 'reopening after the new commit lost something'
-            problems = check_reads(storage, grown, oids)
-            if problems:
-                return 'reads after reopen disagree: %s' % problems[:3]
-        finally:
-            storage.close()
-    except (errors.ObjstoreError, OSError) as exc:
-        return 'raised %r' % (exc,)
+        return check_recovered(os.path.join(directory, 'data.fs'), expected,
+                               oids)
     finally:
         shutil.rmtree(directory)
-    return None
 
 
 def replay(recorded, tmp_path, images):
@@ -324,6 +288,8 @@ def test_a_bit_flip_in_the_last_commit_is_never_cut(tmp_path):
     content[body_sectors(body, body.offset)[2] + 100] ^= 0x10
     with pytest.raises(errors.CorruptionError, match='not cut'):
         open_image(str(tmp_path / 'image'), bytes(content))
+    assert os.path.getsize(str(tmp_path / 'image' / 'data.fs')) == len(
+        content)
 
 
 def test_zeros_a_record_checksum_accepts_are_not_a_lost_sector(tmp_path):

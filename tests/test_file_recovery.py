@@ -1,19 +1,22 @@
-"""FileStorage: checkpoints, crash recovery, corruption, injected faults."""
-import errno
+"""FileStorage: index checkpoints, and the recovery rule's cases one by one.
+
+The systematic versions live beside: process deaths and injected I/O
+errors in ``test_file_crash``, power loss in ``test_file_power_loss``,
+single bit flips everywhere in ``test_file_corruption``, random histories
+against a model in ``test_file_statemachine``."""
 import os
-import random
 import shutil
 import warnings
 
 import pytest
 
 from objstore import errors
-from objstore.storages.base import maxtid, z64
+from objstore.storages.base import z64
 from objstore.storages.file import FileStorage, TruncatedTailWarning
 from objstore.storages.file import format as fmt
-from objstore.storages.file import fsio, log
+from objstore.storages.file import log
 from objstore.testing.helpers import (
-    commit, make_txn, new_object, record, set_value, undo)
+    commit, make_txn, new_object, record, set_value)
 
 
 @pytest.fixture
@@ -262,22 +265,6 @@ def test_damage_followed_by_valid_transactions_is_corruption(path):
     assert os.path.getsize(path) == size  # nothing was cut
 
 
-def test_a_complete_damaged_last_transaction_is_not_cut(path):
-    storage = FileStorage(path)
-    fill(storage, 3)
-    storage.close()
-    os.remove(path + '.index')
-    size = os.path.getsize(path)
-    with open(path, 'r+b') as f:
-        f.seek(size - 40)
-        byte = f.read(1)
-        f.seek(size - 40)
-        f.write(bytes([byte[0] ^ 4]))
-    with pytest.raises(errors.CorruptionError):
-        FileStorage(path)
-    assert os.path.getsize(path) == size
-
-
 def test_a_damaged_record_raises_on_load_naming_offset_and_oid(path):
     storage = FileStorage(path)
     state = fill(storage, 3)
@@ -302,319 +289,7 @@ def test_a_damaged_record_raises_on_load_naming_offset_and_oid(path):
         storage.close()
 
 
-def snapshot(storage):
-    """Everything a reader can see, for comparing before and after."""
-    oids = [oid for oid, _ in storage._index.items()]
-    return {
-        'iteration': [(t.tid, t.status, t.user, t.description,
-                       t.extension_bytes,
-                       [(r.oid, r.tid, r.data, r.data_txn) for r in t])
-                      for t in storage.iterator()],
-        'current': {oid: _try(storage.load, oid) for oid in oids},
-        'history': {oid: storage.history(oid, None) for oid in oids},
-        'undo': storage.undoLog(0, 1000),
-        'last': storage.lastTransaction(),
-    }
-
-
-def _try(call, *args):
-    try:
-        return call(*args)
-    except errors.POSKeyError:
-        return 'missing'
-
-
-def small_file(path):
-    storage = FileStorage(path)
-    a, ta = new_object(storage, 'a')
-    b, tb = new_object(storage, 'b', refs=[a])
-    set_value(storage, a, 'a2')
-    commit(storage, deletes={b: tb}, user='me', description='drop b',
-           extension={'x': 1})
-    undo(storage, storage.undoLog()[1]['id'])
-    storage.close()
-
-
-@pytest.mark.parametrize('with_checkpoint', [True, False])
-def test_every_single_bit_flip_is_detected_or_harmless(tmp_path,
-                                                       with_checkpoint):
-    original = str(tmp_path / 'orig.fs')
-    small_file(original)
-    storage = FileStorage(original)
-    expected = snapshot(storage)
-    storage.close()
-    with open(original, 'rb') as f:
-        image = f.read()
-    with open(original + '.index', 'rb') as f:
-        checkpoint = f.read()
-    target = str(tmp_path / 'flipped.fs')
-    outcomes = {'detected': 0, 'harmless': 0}
-    for bit in range(len(image) * 8):
-        flipped = bytearray(image)
-        flipped[bit // 8] ^= 1 << (bit % 8)
-        with open(target, 'wb') as f:
-            f.write(flipped)
-        if with_checkpoint:
-            with open(target + '.index', 'wb') as f:
-                f.write(checkpoint)
-        elif os.path.exists(target + '.index'):
-            os.remove(target + '.index')
-        with warnings.catch_warnings():
-            # A cut tail would be silent loss of an acknowledged commit.
-            warnings.simplefilter('error')
-            try:
-                storage = FileStorage(target, read_only=True)
-            except (errors.CorruptionError, errors.FileFormatError) as exc:
-                assert exc.args, bit
-                outcomes['detected'] += 1
-                continue
-            try:
-                seen = snapshot(storage)
-            except errors.CorruptionError as exc:
-                assert exc.offset is not None, bit
-                outcomes['detected'] += 1
-            else:
-                assert seen == expected, 'bit %d changed data silently' % bit
-                outcomes['harmless'] += 1
-            finally:
-                storage.close()
-    assert outcomes['detected'] > outcomes['harmless']
-
-
-def test_every_single_bit_flip_of_the_checkpoint_is_harmless(tmp_path):
-    path = str(tmp_path / 'orig.fs')
-    small_file(path)
-    storage = FileStorage(path, read_only=True)
-    expected = snapshot(storage)
-    storage.close()
-    with open(path + '.index', 'rb') as f:
-        checkpoint = f.read()
-    for bit in range(len(checkpoint) * 8):
-        flipped = bytearray(checkpoint)
-        flipped[bit // 8] ^= 1 << (bit % 8)
-        with open(path + '.index', 'wb') as f:
-            f.write(flipped)
-        storage = FileStorage(path, read_only=True)
-        try:
-            assert snapshot(storage) == expected, bit
-        finally:
-            storage.close()
-
-
-# -- injected faults --------------------------------------------------------
-
-def failing_after(real, count, exc):
-    calls = []
-
-    def fake(*args):
-        calls.append(args)
-        if len(calls) > count:
-            raise exc
-        return real(*args)
-    return fake
-
-
-def test_a_failed_vote_write_leaves_nothing(path, monkeypatch):
-    storage = FileStorage(path)
-    state = fill(storage, 2)
-    size = os.path.getsize(path)
-
-    def half_then_fail(fd, data, offset):
-        fsio_write(fd, bytes(data)[:len(data) // 2], offset)
-        raise OSError(errno.ENOSPC, 'No space left on device')
-    fsio_write = fsio.write
-    monkeypatch.setattr(fsio, 'write', half_then_fail)
-    txn = make_txn()
-    storage.tpc_begin(txn)
-    storage.store(storage.new_oid(), z64, record('x' * 1000), '', txn)
-    with pytest.raises(OSError):
-        storage.tpc_vote(txn)
-    storage.tpc_abort(txn)
-    monkeypatch.undo()
-    assert os.path.getsize(path) == size
-    state.update(fill(storage, 1))
-    storage.close()
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        storage = FileStorage(path)
-    try:
-        assert_state(storage, state)
-    finally:
-        storage.close()
-
-
-def test_a_failed_fsync_in_finish_closes_and_leaves_nothing(path,
-                                                            monkeypatch):
-    storage = FileStorage(path)
-    state = fill(storage, 2)
-    size = os.path.getsize(path)
-    monkeypatch.setattr(fsio, 'fsync', failing_after(
-        fsio.fsync, 0, OSError(errno.EIO, 'Input/output error')))
-    txn = make_txn()
-    storage.tpc_begin(txn)
-    storage.store(storage.new_oid(), z64, record('x'), '', txn)
-    storage.tpc_vote(txn)
-    with pytest.raises(OSError):
-        storage.tpc_finish(txn)
-    monkeypatch.undo()
-    with pytest.raises(errors.StorageClosedError):
-        storage.load(next(iter(state)))
-    storage.close()
-    assert os.path.getsize(path) == size
-    storage = FileStorage(path)
-    try:
-        assert_state(storage, state)
-        assert storage.lastTransaction() == max(t for _, t in state.values())
-    finally:
-        storage.close()
-
-
-def test_a_failed_checkpoint_write_does_not_fail_the_commit(path,
-                                                            monkeypatch):
-    monkeypatch.setattr(log, 'CHECKPOINT_BYTES', 100)
-    storage = FileStorage(path)
-    real_replace = fsio.replace
-    monkeypatch.setattr(fsio, 'replace', failing_after(
-        real_replace, 0, OSError(errno.EACCES, 'Permission denied')))
-    state = fill(storage, 3)
-    monkeypatch.setattr(fsio, 'replace', real_replace)
-    assert_state(storage, state)
-    storage.close()
-    storage = FileStorage(path)
-    try:
-        assert_state(storage, state)
-    finally:
-        storage.close()
-
-
-# -- power loss: replaying prefixes of the recorded writes ------------------
-
-class Recorder:
-    """Records every write, truncate and fsync on the log file."""
-
-    def __init__(self, monkeypatch, path):
-        self.ops = []
-        self.path = path
-        self.fds = set()
-        real_open, real_write = fsio.open, fsio.write
-        real_truncate, real_fsync = fsio.truncate, fsio.fsync
-
-        def open_(p, flags, mode=0o644):
-            fd = real_open(p, flags, mode)
-            if p == path:
-                self.fds.add(fd)
-            return fd
-
-        def write(fd, data, offset):
-            if fd in self.fds:
-                self.ops.append(('write', bytes(data), offset))
-            real_write(fd, data, offset)
-
-        def truncate(fd, size):
-            if fd in self.fds:
-                self.ops.append(('truncate', size))
-            real_truncate(fd, size)
-
-        def fsync(fd):
-            if fd in self.fds:
-                self.ops.append(('fsync',))
-            real_fsync(fd)
-        for name, fake in (('open', open_), ('write', write),
-                           ('truncate', truncate), ('fsync', fsync)):
-            monkeypatch.setattr(fsio, name, fake)
-
-
-def replay(ops, count, tear=None):
-    """The file image after the first ``count`` ops, the last write torn
-    to its first ``tear`` bytes (rounded to a 512-byte boundary)."""
-    image = bytearray()
-    for i, op in enumerate(ops[:count]):
-        if op[0] == 'write':
-            data, offset = op[1], op[2]
-            if tear is not None and i == count - 1:
-                end = ((offset + tear) // 512) * 512
-                data = data[:max(0, end - offset)]
-            if len(image) < offset:
-                image.extend(bytes(offset - len(image)))
-            image[offset:offset + len(data)] = data
-        elif op[0] == 'truncate':
-            del image[op[1]:]
-    return bytes(image)
-
-
-def test_power_loss_at_any_write_keeps_every_acknowledged_commit(
-        tmp_path, monkeypatch):
-    path = str(tmp_path / 'data.fs')
-    recorder = Recorder(monkeypatch, path)
-    storage = FileStorage(path)
-    acknowledged = []    # (number of ops when tpc_finish returned, state)
-    state = {}
-    rng = random.Random(7)
-    oids = []
-    for t in range(12):
-        stores = {}
-        if oids and rng.random() < 0.5:
-            oid = rng.choice(oids)
-            stores[oid] = (state[oid][1], record(('upd', t, 'x' * rng.randrange(2000))))
-        oid = storage.new_oid()
-        oids.append(oid)
-        stores[oid] = (z64, record(('new', t, 'y' * rng.randrange(1500))))
-        tid = commit(storage, stores)
-        for oid, (_, data) in stores.items():
-            state[oid] = (data, tid)
-        acknowledged.append((len(recorder.ops), dict(state)))
-        if t == 6:
-            # An aborted transaction in the middle.
-            txn = make_txn()
-            storage.tpc_begin(txn)
-            storage.store(storage.new_oid(), z64, record('gone'), '', txn)
-            storage.tpc_vote(txn)
-            storage.tpc_abort(txn)
-    storage.close()
-    monkeypatch.undo()
-    ops = recorder.ops
-    assert sum(op[0] == 'fsync' for op in ops) >= 13
-    target = str(tmp_path / 'replayed.fs')
-    for count in range(1, len(ops) + 1):
-        tears = [None]
-        if ops[count - 1][0] == 'write':
-            tears += [0, 512, 1024, 3000]
-        for tear in tears:
-            with open(target, 'wb') as f:
-                f.write(replay(ops, count, tear))
-            barrier = max([i + 1 for i, op in enumerate(ops[:count])
-                           if op[0] == 'fsync'] or [0])
-            must = {}
-            for done, snapshot_state in acknowledged:
-                if done <= barrier:
-                    must = snapshot_state
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore', TruncatedTailWarning)
-                storage = FileStorage(target)
-            try:
-                for oid, (data, tid) in must.items():
-                    got = storage.loadBefore(oid, maxtid)
-                    assert got is not None
-                    # A later acknowledged-or-not commit may be present too,
-                    # but never a partial one: every visible state is one
-                    # of the committed states.
-                    assert (got[0], got[1]) == (data, tid) or \
-                        got[1] > tid, (count, tear)
-                visible = storage.lastTransaction()
-                states = [s for _, s in acknowledged]
-                matching = [s for s in states
-                            if max((t for _, t in s.values()),
-                                   default=z64) == visible]
-                if visible != z64:
-                    assert matching, (count, tear)
-                    for oid, (data, tid) in matching[0].items():
-                        assert storage.load(oid) == (data, tid)
-            finally:
-                storage.close()
-            os.remove(target)
-            if os.path.exists(target + '.index'):
-                os.remove(target + '.index')
-
+# -- creation ---------------------------------------------------------------
 
 def test_a_creation_cut_short_is_created_again(path):
     # The header write never reached the disk, but the file had grown.

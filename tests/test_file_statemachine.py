@@ -18,7 +18,7 @@ from hypothesis.stateful import rule
 
 from objstore.storages import MemoryStorage
 from objstore.storages.file import FileStorage
-from objstore.testing.crash import snapshot
+from objstore.testing.recovered import snapshot
 from objstore.testing.statemachine import StorageMachine
 
 SETTINGS = settings(

@@ -8,7 +8,7 @@ from objstore.serialize import references
 from objstore.storages import MemoryStorage
 from objstore.storages.base import maxtid, p64, z64
 from objstore.testing.helpers import (
-    Clock, commit, current, make_txn, new_object, record, set_value, undo)
+    commit, current, make_txn, new_object, record, set_value, undo)
 
 
 class TestMemoryStorage(testing.IStorageConformance,

@@ -110,13 +110,14 @@ class Seams:
 
     # -- faults --------------------------------------------------------
 
-    def fail(self, kind, nth=1, error=None, match=None):
+    def fail(self, kind, nth=1, error=None, match=None, torn=None):
         """Make the ``nth`` next call of seam ``kind`` (that ``match(op)``
         accepts, if given) raise ``error`` (default ``OSError(EIO)``)
-        without doing anything."""
+        without doing anything; for a write, ``torn`` bytes of it reach
+        the file first (a disk that filled up halfway)."""
         if error is None:
             error = OSError(errno.EIO, 'simulated I/O error (%s)' % kind)
-        self._add('fail', kind, nth, error, match, None)
+        self._add('fail', kind, nth, error, match, torn)
 
     def crash(self, kind=None, nth=1, match=None, torn=None):
         """Let the process die at the ``nth`` next seam call (of ``kind``,
@@ -258,16 +259,16 @@ class Seams:
             if rule.target[0]:
                 continue
             self._rules.remove(rule)
-            if rule.action == 'fail':
-                self.failures.append(op)
-                raise rule.error
-            self.crashed = op
-            self.crashed_by = rule
             if rule.torn and op.kind == 'write' and real_write is not None:
                 part = Op('write', path=op.path, fd=op.fd, offset=op.offset,
                           data=op.data[:rule.torn])
                 real_write(op.fd, part.data, op.offset)
                 self.log.append(part)
+            if rule.action == 'fail':
+                self.failures.append(op)
+                raise rule.error
+            self.crashed = op
+            self.crashed_by = rule
             raise SimulatedCrash('simulated process death at %r' % (op,))
 
 
