@@ -54,6 +54,24 @@ def assert_state(storage, state):
         assert storage.load(oid) == (data, tid)
 
 
+def assert_cut_on_open(path, size, state):
+    """Opening ``path`` cuts it to ``size`` with a warning naming the file
+    and the offset, and shows ``state``; the next open is silent."""
+    with pytest.warns(TruncatedTailWarning) as caught:
+        storage = FileStorage(path)
+    try:
+        message = str(caught[0].message)
+        assert path in message and 'offset %d' % size in message
+        assert os.path.getsize(path) == size
+        assert_state(storage, state)
+        assert storage.lastTransaction() == max(t for _, t in state.values())
+    finally:
+        storage.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        FileStorage(path).close()
+
+
 # -- checkpoints ------------------------------------------------------------
 
 def test_open_after_clean_close_reads_only_the_checkpoint(path):
@@ -194,19 +212,7 @@ def test_a_transaction_without_trailer_is_cut_with_a_warning(path, tmp_path):
     copy = voted_copy(storage, tmp_path)
     storage.close()
     assert os.path.getsize(copy) > good_size
-    with pytest.warns(TruncatedTailWarning) as caught:
-        reopened = FileStorage(copy)
-    try:
-        message = str(caught[0].message)
-        assert copy in message and 'offset %d' % good_size in message
-        assert os.path.getsize(copy) == good_size
-        assert_state(reopened, state)
-        assert reopened.lastTransaction() == max(t for _, t in state.values())
-    finally:
-        reopened.close()
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        FileStorage(copy).close()
+    assert_cut_on_open(copy, good_size, state)
 
 
 @pytest.mark.parametrize('keep', [1, 20, 40, 100, -30, -24, -1])
@@ -220,13 +226,7 @@ def test_every_prefix_of_a_last_transaction_is_cut(path, tmp_path, keep):
         full = os.path.getsize(path)
         f.truncate(good_size + keep if keep > 0 else full + keep)
     os.remove(path + '.index')
-    with pytest.warns(TruncatedTailWarning):
-        storage = FileStorage(path)
-    try:
-        assert os.path.getsize(path) == good_size
-        assert_state(storage, state)
-    finally:
-        storage.close()
+    assert_cut_on_open(path, good_size, state)
 
 
 def test_zeros_at_the_end_are_cut(path):
@@ -236,13 +236,7 @@ def test_zeros_at_the_end_are_cut(path):
     size = os.path.getsize(path)
     with open(path, 'ab') as f:
         f.write(bytes(1000))
-    with pytest.warns(TruncatedTailWarning):
-        storage = FileStorage(path)
-    try:
-        assert os.path.getsize(path) == size
-        assert_state(storage, state)
-    finally:
-        storage.close()
+    assert_cut_on_open(path, size, state)
 
 
 # -- corruption -------------------------------------------------------------
