@@ -12,9 +12,10 @@ snapshot and relays invalidations between the instances:
 * ``before_instance(before)`` and :func:`historical`: read-only views
   pinned at a past moment (``db.open(at=...)``).
 
-The storage protocol names (``loadBefore``, ``tpc_begin``, ``sortKey``...)
-are ZODB's and keep their camelCase. This module never imports ZODB: it
-recognises ZODB's interfaces and exceptions by name.
+Against ZODB's own adapter: the same design, plus ZODB's exceptions turned
+into objstore's. The storage protocol names (``loadBefore``,
+``tpc_begin``...) are ZODB's and keep their camelCase. This module never
+imports ZODB: it recognises ZODB's interfaces and exceptions by name.
 """
 import threading
 
@@ -26,13 +27,13 @@ from objstore import errors
 from objstore.interfaces import (
     IExternalGC, IMVCCStorage, IStorageIteration, IStorageUndoable,
     IStorageWrapper, ReadVerifyingStorage)
-from objstore.serialize import pack_extension
 from objstore.serialize import references as _references
 
-__all__ = ['MVCCAdapter', 'historical', 'is_mvcc']
+__all__ = ['MVCCAdapter', 'MVCCInstance', 'HistoricalInstance',
+           'historical', 'is_mvcc']
 
-# Not imported from objstore.storages: importing that package loads every
-# storage (and BTrees), which the core must not pay for or depend on.
+# Not imported from objstore.storages: that package loads every storage
+# (and BTrees, which loads ZODB when installed); the core needs neither.
 z64 = b'\0' * 8
 maxtid = b'\x7f\xff\xff\xff\xff\xff\xff\xff'
 
@@ -45,17 +46,12 @@ def u64(b):
     return int.from_bytes(b, 'big')
 
 
-def _after(tid):
-    """The smallest tid above ``tid``: loadBefore(oid, _after(t)) reads at t."""
-    return p64(u64(tid) + 1)
-
-
 def _provides(obj, iface):
     """Whether ``obj`` provides ``iface``, objstore's or ZODB's namesake."""
     if iface.providedBy(obj):
         return True
-    name = iface.__name__
-    return any(i.__name__ == name for i in providedBy(obj).flattened())
+    return any(i.__name__ == iface.__name__
+               for i in providedBy(obj).flattened())
 
 
 def is_mvcc(storage):
@@ -65,14 +61,11 @@ def is_mvcc(storage):
 
 # ZODB's exceptions, by class name, and the objstore ones they become, so
 # the layers above catch one family whatever storage sits below.
-_FOREIGN = (
-    ('ReadConflictError', errors.ReadConflictError),
-    ('ConflictError', errors.ConflictError),
-    ('POSKeyError', errors.POSKeyError),
-    ('ReadOnlyError', errors.ReadOnlyError),
-    ('StorageTransactionError', errors.StorageTransactionError),
-    ('UndoError', errors.UndoError),
-)
+_FOREIGN = (('ReadConflictError', errors.ReadConflictError),
+            ('ConflictError', errors.ConflictError),
+            ('POSKeyError', errors.POSKeyError),
+            ('ReadOnlyError', errors.ReadOnlyError),
+            ('StorageTransactionError', errors.StorageTransactionError))
 
 
 def _translate(exc):
@@ -82,21 +75,18 @@ def _translate(exc):
     names = {k.__name__ for k in type(exc).__mro__
              if k.__module__.startswith('ZODB')}
     for name, ours in _FOREIGN:
-        if name not in names:
-            continue
-        if issubclass(ours, errors.ConflictError):
-            return ours(getattr(exc, 'message', None) or None,
+        if name in names and issubclass(ours, errors.ConflictError):
+            return ours(getattr(exc, 'message', None),
                         oid=getattr(exc, 'oid', None),
                         serials=getattr(exc, 'serials', None),
                         class_name=getattr(exc, 'class_name', None))
-        if ours is errors.UndoError:
-            return ours(str(exc), getattr(exc, 'oid', None))
-        return ours(*exc.args)
+        if name in names:
+            return ours(*exc.args)
     return None
 
 
 def _passing_errors(method):
-    """Wrap a write method so ZODB storages' errors come out as objstore's."""
+    """Wrap a method so ZODB storages' errors come out as objstore's."""
     def wrapper(*args, **kw):
         try:
             return method(*args, **kw)
@@ -108,6 +98,14 @@ def _passing_errors(method):
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
     return wrapper
+
+
+def _pass(name):
+    """A method calling the storage's method ``name`` with its arguments."""
+    def method(self, *args):
+        return getattr(self._storage, name)(*args)
+    method.__name__ = name
+    return _passing_errors(method)
 
 
 class _Delegating:
@@ -128,19 +126,11 @@ class _Delegating:
             return getattr(self._storage, name)
         raise AttributeError(name)
 
-    def _declare_capabilities(self, *ifaces):
-        for iface in ifaces:
+    def _declare_capabilities(self):
+        for iface in (IStorageIteration, IStorageUndoable, IExternalGC,
+                      ReadVerifyingStorage):
             if _provides(self._storage, iface):
                 alsoProvides(self, iface)
-
-    def getName(self):
-        return self._storage.getName()
-
-    def sortKey(self):
-        return self._storage.sortKey()
-
-    def getSize(self):
-        return self._storage.getSize()
 
     def __len__(self):
         return len(self._storage)
@@ -149,12 +139,6 @@ class _Delegating:
         # An empty storage is still a storage: ``if storage:`` must not
         # fall back on __len__.
         return True
-
-    def lastTransaction(self):
-        return self._storage.lastTransaction()
-
-    def isReadOnly(self):
-        return self._storage.isReadOnly()
 
     def loadBefore(self, oid, tid):
         """As the storage's, with ZODB's POSKeyError made objstore's."""
@@ -165,32 +149,24 @@ class _Delegating:
         except KeyError as exc:
             raise errors.POSKeyError(oid) from exc
 
-    @_passing_errors
-    def loadSerial(self, oid, serial):
-        return self._storage.loadSerial(oid, serial)
+    def _load_before(self, oid, tid):
+        """``(data, serial)`` current before ``tid``; POSKeyError if none."""
+        result = self.loadBefore(oid, tid)
+        if result is None:
+            raise errors.POSKeyError(oid)
+        return result[0], result[1]
 
-    @_passing_errors
-    def history(self, oid, size=1):
-        return self._storage.history(oid, size)
+    getName = _pass('getName')
+    sortKey = _pass('sortKey')
+    getSize = _pass('getSize')
+    lastTransaction = _pass('lastTransaction')
+    isReadOnly = _pass('isReadOnly')
+    loadSerial = _pass('loadSerial')
+    history = _pass('history')
 
     def registerDB(self, wrapper):
         """Does nothing: the adapter is the storage's wrapper and tells
         the views what they need."""
-
-
-def _as_bytes(text):
-    return text.encode('utf-8') if isinstance(text, str) else bytes(text or b'')
-
-
-class _Metadata:
-    """A transaction's metadata with the attributes ZODB's storages read
-    (those of its TransactionMetaData)."""
-
-    def __init__(self, transaction):
-        self.user = _as_bytes(getattr(transaction, 'user', b''))
-        self.description = _as_bytes(getattr(transaction, 'description', b''))
-        self.extension = dict(getattr(transaction, 'extension', None) or {})
-        self.extension_bytes = pack_extension(self.extension)
 
 
 class _Writing(_Delegating):
@@ -199,82 +175,41 @@ class _Writing(_Delegating):
     Subclasses say, in ``_committed``, whom those oids are reported to.
     """
 
-    _txn = None         # the caller's transaction object
-    _meta = None        # what the storage was given for it
+    _txn = None         # the transaction this view began
     _written = None     # oids stored or deleted: reported to the others
     _undone = None      # oids undo rewrote: reported to everyone
 
-    def _given(self, transaction):
-        """The object the storage knows ``transaction`` by."""
-        return self._meta if transaction is self._txn else transaction
-
-    @_passing_errors
-    def new_oid(self):
-        return self._storage.new_oid()
+    new_oid = _pass('new_oid')
+    checkCurrentSerialInTransaction = _pass('checkCurrentSerialInTransaction')
 
     @_passing_errors
     def tpc_begin(self, transaction, tid=None):
-        """Accepts a ``transaction.Transaction`` or transaction metadata.
-
-        ZODB's storages read ``extension_bytes``, which only metadata
-        objects have, so a plain transaction is handed to the storage as
-        metadata; the caller keeps using its own object.
-        """
-        meta = transaction
-        if not hasattr(transaction, 'extension_bytes'):
-            meta = _Metadata(transaction)
+        """As the storage's. ZODB's storages need transaction metadata
+        (``extension_bytes``...), not a ``transaction.Transaction``."""
         if tid is None:
-            self._storage.tpc_begin(meta)
+            self._storage.tpc_begin(transaction)
         else:
-            self._storage.tpc_begin(meta, tid)
+            self._storage.tpc_begin(transaction, tid)
         # Only now: tpc_begin held us until the commit lock was ours, so
         # these belong to this transaction alone until it ends.
         self._txn = transaction
-        self._meta = meta
-        self._written = set()
-        self._undone = set()
+        self._written, self._undone = set(), set()
 
     @_passing_errors
     def store(self, oid, serial, data, version, transaction):
-        self._storage.store(oid, serial, data, version,
-                            self._given(transaction))
+        self._storage.store(oid, serial, data, version, transaction)
         self._written.add(oid)
 
     @_passing_errors
     def deleteObject(self, oid, serial, transaction):
-        self._storage.deleteObject(oid, serial, self._given(transaction))
+        self._storage.deleteObject(oid, serial, transaction)
         self._written.add(oid)
-
-    @_passing_errors
-    def checkCurrentSerialInTransaction(self, oid, serial, transaction):
-        check = getattr(self._storage, 'checkCurrentSerialInTransaction',
-                        None)
-        if check is not None:
-            return check(oid, serial, self._given(transaction))
-        # The commit lock is held from tpc_begin on, so the committed
-        # serial cannot change between this read and tpc_finish.
-        if transaction is not self._txn:
-            raise errors.StorageTransactionError(
-                'transaction %r is not the one committing in %s'
-                % (transaction, self.getName()))
-        try:
-            current = self.loadBefore(oid, maxtid)
-        except errors.POSKeyError:
-            current = None
-        committed = current[1] if current else None
-        if committed != serial:
-            raise errors.ReadConflictError(oid=oid,
-                                           serials=(committed, serial))
 
     @_passing_errors
     def undo(self, transaction_id, transaction):
         """Undo through the storage; the oids it rewrites are reported to
         every instance, this one too (its cached copies are stale)."""
-        undo = getattr(self._storage, 'undo', None)
-        if undo is None:
-            raise errors.Unsupported('storage %s cannot undo'
-                                     % self.getName())
-        result = undo(transaction_id, self._given(transaction))
+        result = self._storage.undo(transaction_id, transaction)
         if result:
             self._undone.update(result[1])
         return result
@@ -282,49 +217,51 @@ class _Writing(_Delegating):
     @_passing_errors
     def tpc_vote(self, transaction):
         """Returns the list of oids whose conflicts the storage resolved."""
-        return list(self._storage.tpc_vote(self._given(transaction)) or ())
+        return list(self._storage.tpc_vote(transaction) or ())
 
     @_passing_errors
     def tpc_finish(self, transaction, func=lambda tid: None):
-        """Commit; calls ``func(tid)`` after the invalidations went out."""
+        """Commit and return the tid; ``func(tid)`` is called after every
+        other instance was told what changed."""
         mine = transaction is self._txn
         written, undone = self._written or set(), self._undone or set()
         committed = []
 
         def finish(tid):
             committed.append(tid)
-            # Before func and before the storage reports tid: an instance
-            # whose snapshot covers tid must already know what it changed.
+            # Before the storage reports tid in lastTransaction: an
+            # instance whose snapshot covers tid must know what it changed.
             self._committed(tid, written | undone, undone)
             func(tid)
 
-        tid = self._storage.tpc_finish(self._given(transaction), finish)
+        tid = self._storage.tpc_finish(transaction, finish)
         if mine:
             self._end()
         return tid if tid is not None else committed[0]
 
     def tpc_abort(self, transaction):
         mine = transaction is self._txn
-        self._storage.tpc_abort(self._given(transaction))
+        self._storage.tpc_abort(transaction)
         # Another transaction's abort must not clear the state of the one
         # committing (the storage ignores it too).
         if mine:
             self._end()
 
     def _end(self):
-        self._txn = self._meta = self._written = self._undone = None
+        self._txn = self._written = self._undone = None
 
 
-@implementer(IMVCCStorage, IStorageWrapper, ReadVerifyingStorage)
+@implementer(IMVCCStorage, IStorageWrapper)
 class MVCCAdapter(_Writing):
     """Drives a plain storage as an IMVCCStorage; its IStorageWrapper.
 
     ``MVCCAdapter(storage)`` calls ``storage.registerDB(self)``. Connections
     use ``new_instance()`` (own snapshot) or ``before_instance(before)``
-    (read-only, pinned). The adapter itself reads current data, not a
-    snapshot: its ``load`` reads the newest revision and its
-    ``poll_invalidations()`` always returns None. Commits made through the
-    adapter are reported to every instance. Thread-safe.
+    (read-only, pinned). The adapter itself has no snapshot: its ``load``
+    reads the newest revision and ``poll_invalidations()`` returns None.
+    Commits made through the adapter are reported to every instance. It
+    declares the capability interfaces (iteration, undo, external GC, read
+    verification) its storage declares. Thread-safe.
     """
 
     _closed = False
@@ -332,11 +269,11 @@ class MVCCAdapter(_Writing):
     def __init__(self, storage):
         super().__init__(storage)
         # Guards the instance set and every instance's invalidations and
-        # snapshot bookkeeping; never held while calling the storage.
+        # snapshot bookkeeping; never held while calling into the storage,
+        # which calls back into us with its own lock held.
         self._lock = threading.Lock()
         self._instances = set()
-        self._declare_capabilities(IStorageIteration, IStorageUndoable,
-                                   IExternalGC)
+        self._declare_capabilities()
         register = getattr(storage, 'registerDB', None)
         if register is not None:
             register(self)
@@ -344,7 +281,7 @@ class MVCCAdapter(_Writing):
     # -- IMVCCStorage -----------------------------------------------------
 
     def new_instance(self):
-        """An instance with its own snapshot of the newest commit."""
+        """An instance with its own snapshot, of the newest commit."""
         if self._closed:
             raise errors.StorageClosedError(
                 'storage %s is closed' % self._storage.getName())
@@ -358,15 +295,12 @@ class MVCCAdapter(_Writing):
 
     def before_instance(self, before):
         """A read-only instance showing the database just before ``before``
-        (an exclusive tid); it never changes."""
+        (an exclusive tid); what it shows never changes."""
         return HistoricalInstance(self._storage, before)
 
     def load(self, oid):
         """``(data, serial)`` of the newest revision; POSKeyError if none."""
-        result = self.loadBefore(oid, maxtid)
-        if result is None:
-            raise errors.POSKeyError(oid)
-        return result[0], result[1]
+        return self._load_before(oid, maxtid)
 
     def poll_invalidations(self):
         """Always None: the adapter has no snapshot to report against."""
@@ -392,15 +326,13 @@ class MVCCAdapter(_Writing):
 
     @_passing_errors
     def pack(self, t, referencesf=None, gc=None):
-        """Pack the storage (GC through ``referencesf``, default
-        objstore.serialize.references); every instance then drops its
-        cache, since cached states may be ones pack removed."""
-        if referencesf is None:
-            referencesf = _references
+        """Pack the storage (GC through ``referencesf``, by default
+        objstore.serialize.references); the next poll of every instance
+        returns None, as pack may have removed states caches hold."""
         if gc is None:
-            self._storage.pack(t, referencesf)
+            self._storage.pack(t, referencesf or _references)
         else:
-            self._storage.pack(t, referencesf, gc)
+            self._storage.pack(t, referencesf or _references, gc)
         self.invalidateCache()
 
     def _committed(self, tid, oids, undone):
@@ -409,7 +341,8 @@ class MVCCAdapter(_Writing):
     # -- IStorageWrapper --------------------------------------------------
 
     def invalidate(self, tid, oids):
-        """The storage reports a commit made elsewhere (another process)."""
+        """The storage reports a commit made elsewhere (another process);
+        every instance's next poll returns ``oids``."""
         self._report(tid, oids, None)
 
     def invalidateCache(self):
@@ -423,8 +356,7 @@ class MVCCAdapter(_Writing):
         return _references(record, oids)
 
     # ZODB's storages ask their wrapper for these in registerDB (hooks for
-    # wrappers that compress or encrypt records); objstore stores records
-    # as they are.
+    # wrappers that compress or encrypt records); records stay as they are.
     def transform_record_data(self, data):
         return data
 
@@ -436,23 +368,20 @@ class MVCCAdapter(_Writing):
         oids = tuple(oids)
         with self._lock:
             for instance in self._instances:
-                if instance is committer:
-                    instance._note(tid, own)
-                else:
-                    instance._note(tid, oids)
+                instance._note(tid, own if instance is committer else oids)
 
     def _release(self, instance):
         with self._lock:
             self._instances.discard(instance)
 
 
-@implementer(IMVCCStorage, ReadVerifyingStorage)
+@implementer(IMVCCStorage)
 class MVCCInstance(_Writing):
     """One connection's view of an adapted storage (``new_instance()``).
 
-    Reads (``load``) show the snapshot taken at the last
-    ``poll_invalidations()``; the instance's own commits are seen from the
-    next poll on. Use it from one thread at a time; other instances may
+    ``load`` reads the snapshot taken at the last ``poll_invalidations()``;
+    the instance's own commits are visible from the next poll on and never
+    reported by it. Use it from one thread at a time; other instances may
     run in other threads.
     """
 
@@ -466,9 +395,8 @@ class MVCCInstance(_Writing):
         # the last poll (None: unknown) and the newest tid reported here.
         self._changed = set()
         self._seen = z64
-        self._start = _after(z64)     # exclusive end of the snapshot
-        self._declare_capabilities(IStorageIteration, IStorageUndoable,
-                                   IExternalGC)
+        self._start = p64(1)     # loads read the revisions before it
+        self._declare_capabilities()
 
     def _note(self, tid, oids):
         # Called with the adapter's lock held.
@@ -476,10 +404,6 @@ class MVCCInstance(_Writing):
             self._changed.update(oids)
         if tid > self._seen:
             self._seen = tid
-
-    def snapshot_tid(self):
-        """The last tid this instance's reads include (``z64``: none)."""
-        return p64(u64(self._start) - 1)
 
     def new_instance(self):
         return self._adapter.new_instance()
@@ -500,12 +424,12 @@ class MVCCInstance(_Writing):
     def poll_invalidations(self):
         """Move the snapshot to the newest commit; return the set of oids
         other instances (or other processes) changed since the last poll,
-        or None when unknown (drop the whole cache)."""
+        or None when that is unknown (drop the whole cache)."""
         if self._released:
             raise errors.StorageClosedError(
                 'this instance of %s was released' % self.getName())
         if self._sync is not None:
-            # Other processes' commits reach us (invalidate) only here.
+            # Other processes' commits reach invalidate() only here.
             self._sync()
         last = self._storage.lastTransaction()
         with self._adapter._lock:
@@ -513,18 +437,19 @@ class MVCCInstance(_Writing):
             # read; its oids are in the set, so the snapshot includes it.
             if self._seen > last:
                 last = self._seen
-            self._start = _after(last)
+            self._start = p64(u64(last) + 1)
             changed, self._changed = self._changed, set()
         return changed
 
     def sync(self, force=True):
-        """Let the storage catch up with other processes' commits.
+        """Let the storage catch up with other processes' commits (with
+        ``force`` false, leave it to the next poll, which always does).
 
         The snapshot itself moves only at ``poll_invalidations``: moving
         it here, without handing out what changed, would mix new states
         with stale cached ones.
         """
-        if self._sync is not None:
+        if force and self._sync is not None:
             self._sync()
 
     def release(self):
@@ -544,9 +469,9 @@ class MVCCInstance(_Writing):
 def _read_only(what):
     def refuse(self, *args, **kw):
         raise errors.ReadOnlyHistoryError(
-            'cannot %s: %s shows %s as of before tid %s and is read-only'
-            % (what, type(self).__name__, self.getName(),
-               errors.oid_repr(self._before)))
+            'cannot %s: this view of %s shows the database before tid %s'
+            ' and is read-only' % (what, self.getName(),
+                                   errors.oid_repr(self._before)))
     refuse.__name__ = what
     return refuse
 
@@ -576,15 +501,8 @@ class HistoricalInstance(_Delegating):
             return historical(self._storage.new_instance(), self._before)
         return HistoricalInstance(self._storage, self._before)
 
-    def snapshot_tid(self):
-        """The last tid this view's reads include."""
-        return p64(u64(self._before) - 1)
-
     def load(self, oid):
-        result = self.loadBefore(oid, self._before)
-        if result is None:
-            raise errors.POSKeyError(oid)
-        return result[0], result[1]
+        return self._load_before(oid, self._before)
 
     def isReadOnly(self):
         return True
@@ -600,10 +518,10 @@ class HistoricalInstance(_Delegating):
 
     def release(self):
         if self._owned:
+            self._owned = False
             release = getattr(self._storage, 'release', None)
             if release is not None:
                 release()
-            self._owned = False
 
     close = release
 

@@ -2,7 +2,6 @@
 import threading
 
 import pytest
-import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from persistent.mapping import PersistentMapping
@@ -16,6 +15,7 @@ from objstore.storages.base import maxtid, p64, z64
 ZODB = pytest.importorskip('ZODB')
 
 import ZODB.FileStorage  # noqa: E402
+from ZODB.Connection import TransactionMetaData  # noqa: E402
 import ZODB.MappingStorage  # noqa: E402
 from ZODB.tests.MVCCMappingStorage import MVCCMappingStorage  # noqa: E402
 
@@ -23,6 +23,12 @@ from ZODB.tests.MVCCMappingStorage import MVCCMappingStorage  # noqa: E402
 def _mvcc():
     from objstore import mvcc
     return mvcc
+
+
+def meta(note=''):
+    """Transaction metadata, as the connection gives storages (ZODB's
+    storages need it rather than a transaction.Transaction)."""
+    return TransactionMetaData(description=note)
 
 
 def record(value):
@@ -77,8 +83,7 @@ def commit(instance, writes, serials=None, note=''):
 
     Serials default to the committed ones (z64 for a new oid).
     """
-    txn = transaction.Transaction()
-    txn.note(note)
+    txn = meta(note)
     instance.tpc_begin(txn)
     try:
         for oid, value in writes.items():
@@ -110,13 +115,12 @@ def test_adapter_instances_and_historical_views_verify(adapter):
     h = adapter.before_instance(maxtid)
     assert verifyObject(interfaces.IMVCCStorage, adapter)
     assert verifyObject(interfaces.IStorageWrapper, adapter)
-    assert verifyObject(interfaces.ReadVerifyingStorage, adapter)
     for view in (i, h):
         assert verifyObject(interfaces.IMVCCStorage, view)
-    assert verifyObject(interfaces.ReadVerifyingStorage, i)
     for view in (adapter, i):
         for iface in (interfaces.IStorageUndoable,
-                      interfaces.IStorageIteration, interfaces.IExternalGC):
+                      interfaces.IStorageIteration, interfaces.IExternalGC,
+                      interfaces.ReadVerifyingStorage):
             if mvcc._provides(adapter._storage, iface):
                 assert verifyObject(iface, view)
             else:
@@ -150,9 +154,6 @@ def test_adapter_registers_itself_as_the_storages_wrapper(tmp_path):
 
 def test_references_reads_zodb_records(adapter):
     oid = p64(7)
-    data = dumps_record(PersistentMapping, {'data': {}},
-                        lambda obj: (oid, None) if obj == 'ref' else None)
-    # A record whose state holds a reference: pickle one by hand.
     data = dumps_record(PersistentMapping, {'data': {'x': 'ref'}},
                         lambda obj: (oid, None) if obj == 'ref' else None)
     assert adapter.references(data) == [oid]
@@ -260,6 +261,16 @@ def test_poll_returns_none_after_a_pack(our_adapter):
     assert one.poll_invalidations() is None
 
 
+def test_closed_adapter_closes_the_storage_once(tmp_path):
+    storage = make_memory(tmp_path)
+    adapter = _mvcc().MVCCAdapter(storage)
+    adapter.close()
+    adapter.close()
+    assert storage._closed
+    with pytest.raises(errors.StorageClosedError):
+        adapter.new_instance()
+
+
 def test_released_instance_stops_collecting(adapter):
     one, two = adapter.new_instance(), adapter.new_instance()
     two.release()
@@ -276,7 +287,7 @@ def test_deleted_objects_are_reported(our_adapter):
     commit(one, {a: 1})
     one.poll_invalidations()
     two.poll_invalidations()
-    txn = transaction.Transaction()
+    txn = meta()
     one.tpc_begin(txn)
     one.deleteObject(a, one.load(a)[1], txn)
     one.tpc_vote(txn)
@@ -296,7 +307,7 @@ def test_undo_is_reported_to_the_undoing_instance_too(our_adapter):
     one.poll_invalidations()
     two.poll_invalidations()
     undo_id = one.undoLog(0, 1)[0]['id']
-    txn = transaction.Transaction()
+    txn = meta()
     one.tpc_begin(txn)
     one.undo(undo_id, txn)
     one.tpc_vote(txn)
@@ -320,7 +331,7 @@ def test_tpc_finish_calls_func_with_the_tid_after_invalidating(adapter):
 
 
 def commit_with(instance, writes, func):
-    txn = transaction.Transaction()
+    txn = meta()
     instance.tpc_begin(txn)
     for oid, value in writes.items():
         instance.store(oid, z64, record(value), '', txn)
@@ -331,7 +342,7 @@ def commit_with(instance, writes, func):
 def test_aborted_commit_reports_nothing(adapter):
     one, two = adapter.new_instance(), adapter.new_instance()
     a, = new_oids(one, 1)
-    txn = transaction.Transaction()
+    txn = meta()
     one.tpc_begin(txn)
     one.store(a, z64, record(1), '', txn)
     one.tpc_vote(txn)
@@ -344,35 +355,14 @@ def test_aborted_commit_reports_nothing(adapter):
 def test_abort_of_another_transaction_keeps_the_commit_going(our_adapter):
     one = our_adapter.new_instance()
     a, = new_oids(one, 1)
-    txn = transaction.Transaction()
+    txn = meta()
     one.tpc_begin(txn)
     one.store(a, z64, record(1), '', txn)
-    one.tpc_abort(transaction.Transaction())
+    one.tpc_abort(meta())
     one.tpc_vote(txn)
     one.tpc_finish(txn)
     one.poll_invalidations()
     assert value_of(one.load(a)[0]) == 1
-
-
-def test_zodb_storages_get_metadata_and_keep_it(tmp_path):
-    mvcc = _mvcc()
-    adapter = mvcc.MVCCAdapter(make_zodb_file(tmp_path))
-    one = adapter.new_instance()
-    a, = new_oids(one, 1)
-    txn = transaction.Transaction()
-    txn.note('hello')
-    txn.setUser('ann')
-    txn.setExtendedInfo('k', 'v')
-    one.tpc_begin(txn)
-    one.store(a, z64, record(1), '', txn)
-    one.tpc_vote(txn)
-    tid = one.tpc_finish(txn)
-    entry = one.history(a)[0]
-    assert entry['tid'] == tid
-    assert entry['description'] == b'hello'
-    assert entry['k'] == 'v'
-    assert b'ann' in entry['user_name']
-    adapter.close()
 
 
 def test_write_methods_pass_through(our_adapter):
@@ -428,7 +418,7 @@ def test_read_current_conflict(adapter):
     first = commit(one, {a: 1, b: 1})
     two.poll_invalidations()
     commit(one, {a: 2}, serials={a: first})
-    txn = transaction.Transaction()
+    txn = meta()
     two.tpc_begin(txn)
     try:
         with pytest.raises(errors.ReadConflictError):
@@ -447,13 +437,13 @@ def test_resolved_conflicts_come_back_from_tpc_vote(our_adapter):
     def length(n):
         return dumps_record(Length, n)
 
-    txn = transaction.Transaction()
+    txn = meta()
     one.tpc_begin(txn)
     one.store(a, z64, length(0), '', txn)
     one.tpc_vote(txn)
     first = one.tpc_finish(txn)
     for instance, n in ((one, 1), (two, 2)):
-        txn = transaction.Transaction()
+        txn = meta()
         instance.tpc_begin(txn)
         instance.store(a, first, length(n), '', txn)
         resolved = instance.tpc_vote(txn)
@@ -478,11 +468,10 @@ def test_before_instance_shows_the_old_state_and_refuses_writes(adapter):
     with pytest.raises(errors.POSKeyError):
         old.load(b)
     assert old.isReadOnly()
-    assert old.snapshot_tid() < second
     commit(one, {a: 3})
     assert old.poll_invalidations() == set()
     assert value_of(old.load(a)[0]) == 1
-    txn = transaction.Transaction()
+    txn = meta()
     for call in (lambda: old.new_oid(), lambda: old.tpc_begin(txn),
                  lambda: old.store(a, first, record(9), '', txn),
                  lambda: old.tpc_vote(txn), lambda: old.tpc_finish(txn),
@@ -502,7 +491,7 @@ def test_historical_view_of_a_native_mvcc_storage():
     oid = p64(1)
     tids = []
     for value in (1, 2):
-        txn = ZODB.Connection.TransactionMetaData()
+        txn = meta()
         writer.tpc_begin(txn)
         writer.store(oid, tids[-1] if tids else z64, record(value), '', txn)
         writer.tpc_vote(txn)
@@ -516,7 +505,7 @@ def test_historical_view_of_a_native_mvcc_storage():
     assert mvcc.historical(storage.new_instance(), maxtid).load(oid)[1] \
         == tids[1]
     with pytest.raises(errors.ReadOnlyHistoryError):
-        view.tpc_begin(transaction.Transaction())
+        view.tpc_begin(meta())
     view.release()
     view.release()
     assert released == [True]
@@ -552,6 +541,13 @@ def test_read_only_file_follower_sees_the_writers_commits(tmp_path):
     assert follower.isReadOnly()
     with pytest.raises(errors.ReadOnlyError):
         r.new_oid()
+    # sync(False) leaves the catching up to the poll, which always does it.
+    commit(w, {a: 3})
+    r.sync(False)
+    assert follower.lastTransaction() < writer.lastTransaction()
+    r.sync()
+    assert follower.lastTransaction() == writer.lastTransaction()
+    assert r.poll_invalidations() == {a}
     follower.close()
     writer.close()
 
