@@ -54,6 +54,11 @@ def parse_args(argv):
                         '--quick: 0.5)')
     p.add_argument('--threads', type=int, default=2,
                    help='threads in the contention phase (2)')
+    p.add_argument('--clock', choices=tuple(db_workload.CLOCKS),
+                   default='wall',
+                   help='wall (default): elapsed time; cpu: the process\'s '
+                        'CPU time (steadier on a loaded machine, but blind '
+                        'to fsync waits; contention stays wall time)')
     p.add_argument('--json', metavar='FILE', help='write all results here')
     p.add_argument('--dir', default=None,
                    help='parent of the temporary directory (default: the '
@@ -61,9 +66,9 @@ def parse_args(argv):
     p.add_argument('--keep', action='store_true',
                    help='keep the temporary files')
     p.add_argument('--profile', metavar='DIR',
-                   help='run the objstore side under cProfile and write '
-                        'DIR/<pair>-<phase>[-N].pstats (its times then '
-                        'include the profiler\'s overhead)')
+                   help='run both sides under cProfile and write '
+                        'DIR/<pair>-<side>-<phase>[-N].pstats (the times '
+                        'then include the profiler\'s overhead)')
     p.add_argument('--calibrate', action='store_true',
                    help='run ZODB on both sides (shows the noise of a ratio)')
     opts = p.parse_args(argv)
@@ -151,7 +156,8 @@ class Run:
                         try:
                             results, info = db_workload.object_phases(
                                 side, directory, n,
-                                self.profile_path(pair, name, n))
+                                self.profile_path(pair, name, n),
+                                self.opts.clock)
                         except Exception as exc:
                             self.error(pair, name, 'objects %d' % n,
                                        workload.describe(exc))
@@ -202,13 +208,15 @@ class Run:
                                   100.0 * retries / max(1, commits + retries)))
 
     def profile_path(self, pair, side, n=None):
-        """``phase -> stats file`` for the objstore side under --profile."""
-        if not self.opts.profile or side != 'objstore':
+        """``phase -> stats file`` under --profile (both sides: reading the
+        two profiles of a phase side by side shows where the time differs)."""
+        if not self.opts.profile:
             return None
         os.makedirs(self.opts.profile, exist_ok=True)
         suffix = '' if n is None else '-%d' % n
         return lambda phase: os.path.join(
-            self.opts.profile, '%s-%s%s.pstats' % (pair, phase, suffix))
+            self.opts.profile, '%s-%s-%s%s.pstats' % (pair, side, phase,
+                                                      suffix))
 
     def error(self, pair, side, row, message):
         self.log('ERROR %s %s %s: %s' % (pair, side, row, message))

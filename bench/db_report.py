@@ -131,6 +131,9 @@ def format_report(report):
                                 for pair, labels in report['sides'].items()),
         'fsync: both file storages as their defaults are: ZODB FileStorage '
         'fsyncs every commit, objstore FileStorage(fsync=True).',
+        'clock: %s.' % ('elapsed time' if config['clock'] == 'wall' else
+                        'CPU time of the process (fsync waits not counted; '
+                        'contention in elapsed time)'),
         'cache_size = 2N + 1000 on both sides (no eviction in any phase).',
         'repetitions: %d (interleaved, the side that goes first alternates); '
         'times are medians over them, ratio = median of per-repetition '
@@ -139,7 +142,7 @@ def format_report(report):
         'os.sync() and gc.collect() before each timed region, gc enabled.'
         % config['repeat'], '']
     if config.get('profile'):
-        lines += ['PROFILED RUN: objstore times include cProfile overhead; '
+        lines += ['PROFILED RUN: times include cProfile overhead; '
                   'stats in %s' % config['profile'], '']
     if config.get('calibrate'):
         lines += ['CALIBRATION RUN: ZODB DB and storages on both sides.', '']

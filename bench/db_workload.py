@@ -5,10 +5,11 @@ storage system of :mod:`bench.systems`. :func:`object_phases` runs the
 object phases on one side, :func:`contention` the threaded one. Both sides
 get the same objects (:class:`Item`, in an ``OOBTree`` under the root),
 the same transactions, the same traversal and the same cache size; every
-timed region goes through :func:`bench.workload.timed` (``os.sync()`` and
+timed region goes through :func:`timed` (``os.sync()`` and
 ``gc.collect()`` before it, the collector enabled inside it).
 """
 import cProfile
+import gc
 import os
 import pstats
 import random
@@ -20,20 +21,35 @@ import transaction
 from BTrees.OOBTree import OOBTree
 
 from bench import systems
-from bench.workload import Failure, timed
+from bench.workload import Failure
+
+#: What a timed region's seconds are: elapsed time, or the CPU time of the
+#: whole process (immune to other processes taking the CPUs, blind to
+#: waiting for the disk).
+CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
 
 _WORDS = ('object storage revision commit history record transaction index '
           'checkpoint snapshot packing garbage collection durable atomic '
           'isolated consistent python persistent reference').split()
 
 
+def _bodies(count):
+    rnd = random.Random(0)
+    return [' '.join(rnd.choice(_WORDS) for _ in range(30))[:140]
+            for _ in range(count)]
+
+
+#: Item texts, made once: building them in the add phase would time the
+#: random module more than the databases.
+_BODIES = _bodies(997)
+
+
 class Item(persistent.Persistent):
     """The benchmark's object: a few attributes, a record of ~300 bytes."""
 
     def __init__(self, i):
-        rnd = random.Random(i)
         self.title = 'item %d' % i
-        self.body = ' '.join(rnd.choice(_WORDS) for _ in range(30))[:140]
+        self.body = _BODIES[i % len(_BODIES)]
         self.count = i
         self.revision = 1
         self.tags = ('bench', 'item', 'n%d' % (i % 7))
@@ -114,7 +130,22 @@ def cache_size_for(n):
 OBJECT_PHASES = ('add', 'update', 'cold', 'warm', 'hot', 'travel')
 
 
-def object_phases(side, directory, n, profile=None):
+def timed(func, profile=None, clock='wall'):
+    """``(seconds, result)`` of ``func()`` on ``CLOCKS[clock]``, after
+    ``os.sync()`` and a full collection, as :func:`bench.workload.timed`."""
+    now = CLOCKS[clock]
+    os.sync()
+    gc.collect()
+    profiler = None if profile is None else cProfile.Profile()
+    start = now()
+    result = func() if profiler is None else profiler.runcall(func)
+    elapsed = now() - start
+    if profiler is not None:
+        _save_profiles(profile, [profiler])
+    return elapsed, result
+
+
+def object_phases(side, directory, n, profile=None, clock='wall'):
     """Time the object phases on one side; ``({phase: seconds}, info)``.
 
     ``profile(phase)``, when given, names the cProfile stats file of a
@@ -122,6 +153,9 @@ def object_phases(side, directory, n, profile=None):
     """
     def prof(phase):
         return None if profile is None else profile(phase)
+
+    def timed_phase(func, phase):
+        return timed(func, prof(phase), clock)
 
     cache_size = cache_size_for(n)
     results, info = {}, {}
@@ -140,7 +174,7 @@ def object_phases(side, directory, n, profile=None):
                 tree[i] = Item(i)
             tm.commit()
             return tree
-        results['add'], tree = timed(add, prof('add'))
+        results['add'], tree = timed_phase(add, 'add')
         add_tid = tree[0]._p_serial
         first = tree[n // 2]
         info['record_bytes'] = len(storage.load(first._p_oid, '')[0])
@@ -150,7 +184,7 @@ def object_phases(side, directory, n, profile=None):
                 item.count += 1
                 item.revision = 2
             tm.commit()
-        results['update'], _ = timed(update, prof('update'))
+        results['update'], _ = timed_phase(update, 'update')
         if tree[n // 2]._p_serial == add_tid:
             raise Failure('the update commit left the items\' serial unchanged')
         updated_sum = n * (n - 1) // 2 + n
@@ -165,14 +199,14 @@ def object_phases(side, directory, n, profile=None):
             conn = new_db.open(transaction_manager=tm)
             tree = conn.root()['items']
             return new_db, conn, tree, touch_all(tree)
-        results['cold'], (db, conn, tree, total) = timed(cold, prof('cold'))
+        results['cold'], (db, conn, tree, total) = timed_phase(cold, 'cold')
         _check_sum('cold', total, updated_sum)
 
         conn.cacheMinimize()
-        results['warm'], total = timed(lambda: touch_all(tree), prof('warm'))
+        results['warm'], total = timed_phase(lambda: touch_all(tree), 'warm')
         _check_sum('warm', total, updated_sum)
-        results['hot'], total = timed(lambda: touch_all_hot(tree),
-                                      prof('hot'))
+        results['hot'], total = timed_phase(lambda: touch_all_hot(tree),
+                                            'hot')
         results['hot'] /= HOT_PASSES
         _check_sum('hot', total, updated_sum)
 
@@ -186,7 +220,7 @@ def object_phases(side, directory, n, profile=None):
             conn = new_db.open(transaction_manager=tm, at=add_tid)
             tree = conn.root()['items']
             return new_db, conn, touch_all(tree)
-        results['travel'], (db, conn, total) = timed(travel, prof('travel'))
+        results['travel'], (db, conn, total) = timed_phase(travel, 'travel')
         _check_sum('travel', total, n * (n - 1) // 2)
         tm.abort()
         conn.close()
