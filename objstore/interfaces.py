@@ -316,9 +316,12 @@ class IMVCCStorage(IStorage):
         """
 
     def sync(force=True):
-        """Move the snapshot to the newest commit.
+        """Let the instance catch up with commits made elsewhere.
 
-        With ``force`` false it may skip the work if it synced recently.
+        The snapshot itself moves only at :meth:`poll_invalidations`, which
+        also reports what changed (moving it silently would mix new states
+        with stale cached ones). With ``force`` false the work may be left
+        to the next poll.
         """
 
     def load(oid):
