@@ -135,7 +135,10 @@ class MultipleUndoErrors(UndoError):
 
     def __init__(self, errs):
         self.errors = list(errs)
-        super().__init__('; '.join(str(e) for e in self.errors))
+        super().__init__('; '.join(
+            '%s: %s' % (oid_repr(e.oid), e.reason)
+            if isinstance(e, UndoError) and e.oid is not None else str(e)
+            for e in self.errors))
 
 
 class HistoryUnavailable(StorageError):
