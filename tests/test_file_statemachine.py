@@ -1,8 +1,9 @@
 """FileStorage and MemoryStorage against the model of
 :mod:`objstore.testing.statemachine`: random commits, conflicts, aborts,
-packs and reads, and for FileStorage closing and reopening (also a
-read-only instance beside the writer), agreeing with the model after
-every step.
+undos, packs with and without GC, and reads, and for FileStorage
+closing and reopening (with or without the index checkpoint), opening what
+a killed writer left, checkpoints, and a read-only instance beside the
+writer, agreeing with the model after every step.
 
 MemoryStorage runs the same machine (without reopening), which checks
 the model itself against the reference storage.
@@ -13,11 +14,13 @@ import os
 import shutil
 import tempfile
 
+import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import rule
 
 from objstore.storages import MemoryStorage
 from objstore.storages.file import FileStorage
+from objstore.storages.file import log as file_log
 from objstore.testing.recovered import snapshot
 from objstore.testing.statemachine import StorageMachine
 
@@ -41,11 +44,38 @@ class FileStorageMachine(StorageMachine):
         finally:
             shutil.rmtree(self.directory)
 
-    @rule()
-    def reopen(self):
+    @rule(drop_checkpoint=st.booleans())
+    def reopen(self, drop_checkpoint):
+        """Close and open again, from the checkpoint or (without it) from
+        a scan of the whole log."""
         self.storage.close()
+        if drop_checkpoint and os.path.exists(self.path + '.index'):
+            os.remove(self.path + '.index')
+            # Only the checkpoint remembered the oids of the objects pack
+            # collected (the log has no trace of them left).
+            self.reusable = set(self.model.collected) - set(
+                self.model.revisions)
         self.storage = FileStorage(self.path)
         self.handed_out = set()
+
+    @rule()
+    def crash(self):
+        """Open what a killed writer leaves: the files as they are (the
+        page cache survives a process), no closing checkpoint."""
+        self.crashes = getattr(self, 'crashes', 0) + 1
+        path = os.path.join(self.directory, 'crash%d.fs' % self.crashes)
+        shutil.copyfile(self.path, path)
+        if os.path.exists(self.path + '.index'):
+            shutil.copyfile(self.path + '.index', path + '.index')
+        self.storage.close()
+        self.path = path
+        self.storage = FileStorage(path)
+        # Oids handed out since the last checkpoint may come again.
+        self.handed_out = set()
+
+    @rule()
+    def checkpoint(self):
+        file_log.try_checkpoint(self.storage)
 
     @rule()
     def reader_sees_the_same(self):

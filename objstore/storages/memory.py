@@ -52,7 +52,6 @@ class MemoryStorage(BaseStorage):
         self._pack_gc = pack_gc
         self._data = OOBTree()
         self._transactions = OOBTree()
-        self._pack_tid = None       # history before it may be gone
         self._history_start = z64   # the newest status 'p' transaction
         self._tdata = self._resolved = None
 
@@ -218,8 +217,9 @@ class MemoryStorage(BaseStorage):
         ``gc`` None means the ``pack_gc`` given to the constructor.
         Transactions before ``t`` get status ``'p'`` and are no longer
         undoable; those left without records go, except the newest
-        transaction. Packing to a time at or before an earlier pack's
-        does nothing.
+        transaction. Packing again, to the same time or an earlier one,
+        applies the same rules to what is left (so ``gc`` then collects
+        what an earlier pack without it kept).
         """
         self._check_writable()
         stop = time_tid(t)
@@ -228,8 +228,6 @@ class MemoryStorage(BaseStorage):
         # can link to an object while the collector calls it garbage.
         with self._commit_lock:
             self._check_open()
-            if self._pack_tid is not None and stop <= self._pack_tid:
-                return
             keep = {oid: self._oldest_kept(revisions, stop)
                     for oid, revisions in self._data.items()}
             if self._pack_gc if gc is None else gc:
@@ -237,7 +235,6 @@ class MemoryStorage(BaseStorage):
                     keep[oid] = None
             with self._lock:
                 self._apply_pack(keep, stop)
-                self._pack_tid = stop
 
     @staticmethod
     def _oldest_kept(revisions, stop):

@@ -85,7 +85,9 @@ class FileStorage(BaseStorage):
     :func:`objstore.storages.file.recovery.recover_tail`).
     Oids ``new_oid`` handed out stay reserved across a clean close (the
     checkpoint keeps the counter); after a crash, those never stored since
-    the last checkpoint may be handed out again, as in ZODB.
+    the last checkpoint may be handed out again, as in ZODB. So may the
+    oids of objects a pack collected if the checkpoint file is lost too:
+    the packed log keeps no trace of them.
     """
 
     def __init__(self, path, create=False, read_only=False, fsync=True):
