@@ -22,6 +22,7 @@ The C pickler does the work, as in ZODB: one ``pickle.Pickler`` on a reused
 paths (a class that cannot be imported, finding where an unpicklable value
 sits) run only after the fast path failed.
 """
+import functools
 import io
 import pickle
 
@@ -57,6 +58,15 @@ class _ForeignReference(Exception):
         super().__init__(target, why)
         self.target = target
         self.why = why
+
+
+@functools.lru_cache(maxsize=None)
+def _is_blob_class(cls):
+    """Whether ``cls`` is ZODB's ``Blob`` or a subclass (known by name, so
+    the core never imports ZODB): its data lives outside the record, which
+    objstore's storages do not keep yet."""
+    return any(base.__module__ == 'ZODB.blob' and base.__name__ == 'Blob'
+               for base in cls.__mro__)
 
 
 class ObjectWriter:
@@ -186,6 +196,11 @@ class ObjectWriter:
 
     def _class_meta(self, obj):
         cls = type(obj)
+        if _is_blob_class(cls):
+            raise errors.Unsupported(
+                'cannot store %s: ZODB blobs are not supported by objstore'
+                ' yet; keep the bytes in an attribute or a BTree instead'
+                % describe(obj))
         newargs = getattr(obj, '__getnewargs__', None)
         if isinstance(obj, broken.PersistentBroken):
             # Write the class pickle in the form the record was read with.
