@@ -37,10 +37,11 @@ def test_bench_db_prints_the_table_and_writes_json_on_zodb_both_sides(tmp_path):
 
 
 def test_bench_db_objstore_pairs_run_every_phase_without_errors(tmp_path):
-    stdout, report = _run(tmp_path)
+    stdout, report = _run(tmp_path, '--clock', 'cpu')
     if report['skipped']:
         pytest.skip('; '.join(report['skipped'].values()))
     assert report['errors'] == []
     rows = [r for r in report['rows'] if r['target'] != 'info']
     assert rows and all(r['ratio'] is not None for r in rows)
     assert 'objstore DB on objstore FileStorage' in stdout
+    assert 'clock: CPU time' in stdout
