@@ -7,7 +7,8 @@ synchronizer of its transaction manager: at every transaction start it polls
 its storage instance for what other connections committed and ghosts those
 objects, so each transaction reads one snapshot. Objects are read and written
 through an :class:`objstore.interfaces.IMVCCStorage` instance the database
-hands out, and turned into records by :mod:`objstore.pickler`.
+hands out, and turned into records by :mod:`objstore.pickler`. The writing
+half (two-phase commit, savepoints) is :mod:`objstore.commit`.
 
 Method names such as ``setstate``, ``tpc_begin``, ``sortKey``,
 ``cacheMinimize`` or ``readCurrent`` are fixed by the protocols of
@@ -20,52 +21,12 @@ from transaction.interfaces import ISavepointDataManager, ISynchronizer
 from zope.interface import implementer
 
 from objstore import errors
+from objstore.commit import DataManager, class_path
 from objstore.interfaces import IConnection
-from objstore.pickler import ObjectReader, ObjectWriter
-from objstore.savepoint import Savepoint, SavepointStore
-from objstore.serialize import pack_extension
+from objstore.pickler import ObjectReader
 from objstore.storages.base import z64
 
 oid_repr = errors.oid_repr
-
-
-def class_path(obj):
-    """``module.Class`` of an object, for messages."""
-    klass = type(obj)
-    return '%s.%s' % (klass.__module__, klass.__qualname__)
-
-
-def _to_bytes(text):
-    if isinstance(text, str):
-        return text.encode('utf-8')
-    return bytes(text or b'')
-
-
-class TransactionMeta:
-    """What a storage's ``tpc_begin`` reads off a transaction.
-
-    ``user`` and ``description`` as bytes, ``extension`` as a dict and
-    ``extension_bytes`` pickled: the attributes of ZODB's
-    ``TransactionMetaData``, so objstore and ZODB storages both accept it.
-    """
-
-    def __init__(self, user=b'', description=b'', extension=None):
-        self.user = _to_bytes(user)
-        self.description = _to_bytes(description)
-        self.extension = dict(extension or {})
-        self.extension_bytes = pack_extension(self.extension)
-        self._data = {}
-
-    @classmethod
-    def of(cls, txn):
-        return cls(txn.user, txn.description, txn.extension)
-
-    # ZODB storages (ZEO, RelStorage) keep per-transaction data this way.
-    def data(self, ob):
-        return self._data[id(ob)]
-
-    def set_data(self, ob, data):
-        self._data[id(ob)] = data
 
 
 class Root:
@@ -108,7 +69,7 @@ class Root:
 
 @implementer(IConnection, IPersistentDataManager, ISavepointDataManager,
              ISynchronizer)
-class Connection:
+class Connection(DataManager):
     """A view of the database for one thread; see ``IConnection``.
 
     Made by :meth:`objstore.db.DB.open`, not directly. ``before`` set means
@@ -133,6 +94,7 @@ class Connection:
         self._creating = {}             # oid -> new object being stored
         self._modified = []             # oids stored by the current commit
         self._read_current = {}         # oid -> serial readCurrent saw
+        self._resolved = []             # oids the last commit merged
         self._savepoints = None         # SavepointStore while there are some
         self._loading = None            # the object setstate is filling
         self._referrers = {}            # ghost oid -> (holder oid, class)
@@ -381,205 +343,6 @@ class Connection:
             # A ZODB storage's POSKeyError: callers catch objstore's.
             raise errors.POSKeyError(oid) from exc
 
-    # -- storing objects -------------------------------------------------
-
-    def _store_registered(self, target, meta):
-        """Write every changed object, and the new objects they reach, to
-        ``target`` (the storage instance, or the savepoint store)."""
-        self._check_writable('commit changes')
-        writer = ObjectWriter(self)
-        done = set()
-        index = 0
-        # The list can grow while we store: __getstate__ may add objects.
-        while index < len(self._registered):
-            obj = self._registered[index]
-            index += 1
-            if obj._p_jar is not self:
-                raise errors.InvalidObjectReference(
-                    '%s %s was registered with a connection it does not'
-                    ' belong to' % (class_path(obj), oid_repr(obj._p_oid)))
-            oid = obj._p_oid
-            if oid not in self._added and (oid in done or not obj._p_changed):
-                continue
-            self._store_object(obj, writer, target, meta, done)
-
-    def _store_object(self, obj, writer, target, meta, done):
-        pending = [obj]
-        while pending:
-            obj = pending.pop()
-            oid = obj._p_oid
-            if oid in done:
-                continue
-            seen = len(writer.new_objects)
-            data = writer.serialize(obj)
-            for new in writer.new_objects[seen:]:
-                self._creating[new._p_oid] = new
-                pending.append(new)
-            added = self._added.pop(oid, None)
-            if added is not None:
-                self._creating[oid] = added
-            elif oid not in self._creating:
-                self._modified.append(oid)
-            target.store(oid, obj._p_serial, data, '', meta)
-            done.add(oid)
-            if self._cache.get(oid) is None:
-                self._cache[oid] = obj
-            self._cache.update_object_size_estimation(oid, len(data))
-            obj._p_estimated_size = len(data)
-            self._read_current.pop(oid, None)
-            if target is self._savepoints:
-                # Its state is safe in the savepoint: a further change
-                # must register it again.
-                obj._p_changed = False
-
-    # -- ISavepointDataManager ---------------------------------------------
-
-    def sortKey(self):
-        return '%s:%d' % (self._storage.sortKey(), id(self))
-
-    def abort(self, transaction):
-        """Forget this transaction's changes."""
-        self._disown(self._creating)
-        if self._savepoints is not None:
-            self._abort_savepoints()
-        self._abort_registered()
-        self._cleanup()
-
-    def _abort_registered(self):
-        for obj in self._registered:
-            oid = obj._p_oid
-            if oid is None or obj._p_jar is not self:
-                continue
-            if oid in self._added:
-                self._disown({oid: self._added.pop(oid)})
-            else:
-                self._cache.invalidate(oid)
-        self._registered = []
-
-    def _disown(self, objects):
-        """Make new objects of an aborted transaction plain objects again."""
-        for oid, obj in list(objects.items()):
-            if self._cache.get(oid) is obj:
-                del self._cache[oid]
-            if obj._p_changed:
-                obj._p_changed = False
-            if obj._p_jar is self:
-                del obj._p_jar
-                del obj._p_oid
-        objects.clear()
-
-    def _cleanup(self):
-        self._needs_to_join = True
-        self._registered = []
-        self._creating = {}
-        self._modified = []
-
-    def tpc_begin(self, transaction):
-        """Begin the two-phase commit of ``transaction`` in the storage."""
-        self._check_writable('commit changes')
-        self._modified = []
-        self._creating = {}
-        meta = TransactionMeta.of(transaction)
-        transaction.set_data(self, meta)
-        self._storage.tpc_begin(meta)
-
-    def commit(self, transaction):
-        """Store the transaction's changes (still undecided)."""
-        meta = transaction.data(self)
-        if self._savepoints is not None:
-            self.savepoint()
-            self._commit_savepoints(meta)
-        else:
-            self._store_registered(self._storage, meta)
-        check = getattr(self._storage, 'checkCurrentSerialInTransaction',
-                        None)
-        if check is None:
-            return
-        for oid, serial in self._read_current.items():
-            try:
-                check(oid, serial, meta)
-            except errors.ConflictError:
-                self._cache.invalidate(oid)
-                raise
-
-    def tpc_vote(self, transaction):
-        """Let the storage check the transaction; ghost resolved objects."""
-        try:
-            resolved = self._storage.tpc_vote(transaction.data(self))
-        except errors.ReadConflictError as exc:
-            if exc.oid is not None:
-                self._cache.invalidate(exc.oid)
-            raise
-        for oid in resolved or ():
-            obj = self._cache.get(oid)
-            if obj is not None:
-                # The storage merged our state with a concurrent one: the
-                # next access loads what was really committed.
-                del obj._p_changed
-
-    def tpc_finish(self, transaction):
-        """Make the transaction permanent; the stored objects are current."""
-        tid = self._storage.tpc_finish(transaction.data(self), _no_callback)
-        for oids in (self._modified, self._creating):
-            for oid in oids:
-                obj = self._cache.get(oid)
-                if obj is not None and obj._p_changed is not None:
-                    obj._p_changed = False
-                    obj._p_serial = tid
-        self._cleanup()
-
-    def tpc_abort(self, transaction):
-        """Discard whatever the two-phase commit did."""
-        try:
-            meta = transaction.data(self)
-        except KeyError:
-            meta = None
-        if self._savepoints is not None:
-            self._abort_savepoints()
-        if meta is not None:
-            self._storage.tpc_abort(meta)
-        self._cache.invalidate(self._modified)
-        self._disown(self._creating)
-        self._disown(self._added)
-        self._cleanup()
-
-    def savepoint(self):
-        """Keep the current changes aside; see :mod:`objstore.savepoint`."""
-        if self._savepoints is None:
-            self._savepoints = SavepointStore()
-        self._creating = {}
-        self._store_registered(self._savepoints, None)
-        self._savepoints.creating.update(self._creating)
-        self._creating = {}
-        self._registered = []
-        result = Savepoint(self, self._savepoints.mark())
-        self.cacheGC()
-        return result
-
-    def _rollback_savepoint(self, mark):
-        self._abort_registered()
-        store = self._savepoints
-        self._disown({oid: obj for oid, obj in store.creating.items()
-                      if oid not in mark[1]})
-        changed = list(store.records)
-        store.reset(mark)
-        self._cache.invalidate(changed)
-
-    def _commit_savepoints(self, meta):
-        store, self._savepoints = self._savepoints, None
-        self._creating.update(store.creating)
-        for oid in sorted(store.records):
-            data, serial = store.load(oid)
-            if oid not in self._creating:
-                self._modified.append(oid)
-            self._storage.store(oid, serial, data, '', meta)
-            self._read_current.pop(oid, None)
-
-    def _abort_savepoints(self):
-        store, self._savepoints = self._savepoints, None
-        self._disown(store.creating)
-        self._cache.invalidate(list(store.records))
-
     # -- ISynchronizer -------------------------------------------------------
 
     def beforeCompletion(self, transaction):
@@ -601,6 +364,9 @@ class Connection:
         if invalidated:
             # PickleCache.invalidate takes a list, tuple or dict, not a set.
             self._cache.invalidate(list(invalidated))
+        if self._resolved:
+            self._cache.invalidate(self._resolved)
+            self._resolved = []
         if len(self._referrers) > 2 * self._cache.cache_size + 100:
             self._prune_referrers()
 
@@ -616,6 +382,3 @@ class Connection:
             oid: ref for oid, ref in self._referrers.items()
             if getattr(cache.get(oid), '_p_changed', False) is None}
 
-
-def _no_callback(tid):
-    """tpc_finish's callback: the storage instance already told the others."""

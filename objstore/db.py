@@ -25,7 +25,8 @@ from persistent.TimeStamp import TimeStamp
 from zope.interface import implementer
 
 from objstore import errors, mvcc
-from objstore.connection import Connection, TransactionMeta
+from objstore.commit import TransactionMeta, claim_commit
+from objstore.connection import Connection
 from objstore.interfaces import IDatabase
 from objstore.serialize import dumps_record, references
 from objstore.storages.base import p64, tid_time, u64, z64
@@ -372,6 +373,7 @@ class UndoDataManager:
         pass
 
     def tpc_begin(self, txn):
+        claim_commit(txn, self._db, self)
         meta = TransactionMeta.of(txn)
         txn.set_data(self, meta)
         self._instance = self._db._mvcc.new_instance()

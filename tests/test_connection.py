@@ -7,7 +7,7 @@ from transaction.interfaces import ISavepointDataManager, ISynchronizer
 from zope.interface.verify import verifyObject
 
 from objstore import errors
-from objstore.connection import TransactionMeta
+from objstore.commit import TransactionMeta
 from objstore.db import DB
 from objstore.interfaces import IConnection
 from objstore.storages.base import z64
@@ -166,6 +166,30 @@ def test_dangling_reference_names_the_object_holding_it(db, conn):
             holder._p_oid)
         assert info.value.referenced_by == expected
         assert 'referenced by ' + expected in str(info.value)
+    finally:
+        close_connection(other)
+
+
+class WithNewArgs(Item):
+    """Referenced by bare oid (its class needs __getnewargs__)."""
+
+    def __getnewargs__(self):
+        return ()
+
+
+def test_dangling_bare_oid_reference_names_the_holder_too(db, conn):
+    conn.root.holder = holder = Item(child=WithNewArgs(a=1))
+    conn.transaction_manager.commit()
+    child_oid = holder.child._p_oid
+    _delete(db.storage, child_oid)
+    other = open_connection(db)
+    try:
+        ghost = other.root.holder
+        with pytest.raises(errors.POSKeyError) as info:
+            ghost.child
+        assert info.value.args[0] == child_oid
+        assert info.value.referenced_by == 'oid %s (db_fixtures.Item)' % (
+            errors.oid_repr(holder._p_oid))
     finally:
         close_connection(other)
 

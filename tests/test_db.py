@@ -261,3 +261,30 @@ def test_default_manager_connections_commit_with_transaction_commit(db):
     finally:
         transaction.abort()
         connection.close()
+
+
+def test_undo_next_to_changes_of_the_same_db_is_refused_not_deadlocked(
+        db, conn):
+    conn.root.item = item = Item(a=1)
+    conn.transaction_manager.commit()
+    item.a = 2
+    conn.transaction_manager.commit()
+    db.undo(db.undoLog(0, 1)[0]['id'], conn.transaction_manager.get())
+    conn.root.other = 1
+    with pytest.raises(errors.StorageTransactionError, match='undo'):
+        conn.transaction_manager.commit()
+    conn.transaction_manager.abort()
+    assert item.a == 2 and 'other' not in conn.root()
+
+
+def test_two_connections_in_one_transaction_are_refused(db):
+    manager = transaction.TransactionManager()
+    first, second = db.open(manager), db.open(manager)
+    first.root.a = 1
+    second.root.b = 2
+    with pytest.raises(errors.StorageTransactionError,
+                       match='one connection per transaction manager'):
+        manager.commit()
+    manager.abort()
+    first.close()
+    second.close()

@@ -163,3 +163,24 @@ def test_threads_default_managers_keep_their_own_transactions(db):
     finally:
         transaction.abort()
         connection.close()
+
+
+def test_resolved_objects_show_the_merged_state_with_explicit_managers(db):
+    managers = [transaction.TransactionManager(explicit=True)
+                for _ in range(2)]
+    first, second = [db.open(m) for m in managers]
+    try:
+        with managers[0]:
+            first.root.counter = Counter()
+        managers[1].begin()
+        counter = second.root.counter
+        counter.add(3)
+        with managers[0]:
+            first.root.counter.add(5)
+        managers[1].commit()
+        counter.value   # loaded outside a transaction: the old snapshot
+        with managers[1]:
+            assert counter.value == 8
+    finally:
+        first.close()
+        second.close()
