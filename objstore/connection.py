@@ -179,7 +179,8 @@ class Connection(DataManager):
     def get(self, oid):
         """The object with ``oid``, a ghost until used; POSKeyError if the
         snapshot has no such object."""
-        self._check_open('get %s' % oid_repr(oid))
+        if not self.opened:
+            self._check_open('get %s' % oid_repr(oid))
         obj = self._cache.get(oid)
         if obj is not None:
             return obj
@@ -305,7 +306,8 @@ class Connection(DataManager):
         obj._p_serial = serial
         self._cache.update_object_size_estimation(oid, len(data))
         obj._p_estimated_size = len(data)
-        self._referrers.pop(oid, None)
+        if self._referrers:
+            self._referrers.pop(oid, None)
 
     def register(self, obj):
         """Note that ``obj`` changed; joins the transaction on the first."""
@@ -313,8 +315,9 @@ class Connection(DataManager):
             raise errors.ConnectionStateError(
                 'cannot change %s %s: its connection is closed'
                 % (class_path(obj), oid_repr(obj._p_oid)))
-        self._check_writable('change %s %s' % (class_path(obj),
-                                                oid_repr(obj._p_oid)))
+        if self.before is not None:
+            self._check_writable('change %s %s' % (class_path(obj),
+                                                    oid_repr(obj._p_oid)))
         if obj._p_oid in self._added:
             return
         self._register(obj)

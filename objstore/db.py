@@ -347,6 +347,8 @@ class DB:
         """Undo ``transaction_id`` (an ``id`` from ``undoLog``) when ``txn``
         (default: the current transaction) commits."""
         self._check_open()
+        if not self.supportsUndo():
+            raise errors.Unsupported('storage %s cannot undo' % self.getName())
         if txn is None:
             txn = transaction_package.get()
         txn.join(UndoDataManager(self, [transaction_id]))

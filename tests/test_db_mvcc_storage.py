@@ -133,3 +133,10 @@ def test_closing_the_db_releases_the_instances(db):
     close_connection(connection)
     db.close()
     assert released == [instance]
+
+
+def test_undo_on_a_storage_without_undo_is_unsupported(db):
+    assert not db.supportsUndo()
+    assert db.undoLog() == []
+    with pytest.raises(errors.Unsupported, match='cannot undo'):
+        db.undo(b'\0' * 8)
