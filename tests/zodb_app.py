@@ -99,6 +99,13 @@ class Shop(persistent.Persistent):
         return order
 
 
+class Item(persistent.Persistent):
+    """A plain object with whatever attributes a test gives it."""
+
+    def __init__(self, **attributes):
+        self.__dict__.update(attributes)
+
+
 def build_shop(root, name='corner shop'):
     """Put a stocked shop with two customers under ``root['shop']``."""
     shop = root['shop'] = Shop(name)
