@@ -420,11 +420,19 @@ class MemoryStorage(BaseStorage):
             before = revisions[before_tid]
         if oid in self._tdata:
             # An earlier undo in this same transaction already changed it.
-            current_tid, current = self._tid, self._tdata[oid][0]
+            current_tid, (current, copies) = self._tid, self._tdata[oid]
         else:
             current_tid, current = self._current(oid)
+            copies = self._data_txn(oid, current_tid)
+        if current_tid != tid and undone is None and copies != tid:
+            # As ZODB's FileStorage: a deletion record has no data to
+            # compare the current state with, so only a current record
+            # that copies this one (an undo wrote it) lets it be undone.
+            raise errors.UndoError(
+                'the transaction deleted the object, which changed since', oid)
         if current_tid == tid or current == undone:
-            return before, (None if before is None else before_tid)
+            # A copy of a deletion names it too, as ZODB's backpointer does.
+            return before, before_tid
         if before_tid is None:
             raise errors.UndoError(
                 'cannot undo the creation of an object changed since', oid)
@@ -439,6 +447,13 @@ class MemoryStorage(BaseStorage):
             raise errors.UndoError(
                 'the object was changed by a later transaction', oid)
 
+    def _data_txn(self, oid, tid):
+        """The ``data_txn`` of ``oid``'s record in transaction ``tid``."""
+        for record in self._transactions[tid][1]:
+            if record.oid == oid:
+                return record.data_txn
+        return None
+
     # -- IStorageRestoreable ----------------------------------------------
 
     def restore(self, oid, serial, data, version, prev_txn, transaction):
@@ -446,13 +461,14 @@ class MemoryStorage(BaseStorage):
 
         It belongs to the current transaction (whose tid ``tpc_begin`` was
         given). ``prev_txn`` becomes its ``data_txn`` when that transaction
-        holds the same data for ``oid`` here.
+        holds the same data (or also a deletion record) for ``oid`` here.
         """
         self._check_write(transaction, version)
         with self._lock:
             self._note_oid(oid)
             revisions = self._data.get(oid)
-            if (prev_txn is None or revisions is None or data is None
-                    or revisions.get(prev_txn) != data):
+            if (prev_txn is None or revisions is None
+                    or prev_txn not in revisions
+                    or revisions[prev_txn] != data):
                 prev_txn = None
         self._tdata[oid] = (data, prev_txn)

@@ -4,7 +4,8 @@ import time
 import pytest
 
 from objstore import errors
-from objstore.interfaces import IStorageIteration, IStorageUndoable
+from objstore.interfaces import (
+    IStorageIteration, IStorageRestoreable, IStorageUndoable)
 from objstore.serialize import references
 from objstore.storages.base import maxtid, p64, z64
 from objstore.testing.harness import ConformanceBase
@@ -117,6 +118,14 @@ class IStorageUndoableConformance(ConformanceBase):
         uncreated = undo(storage, created)[0]
         tid = undo(storage, uncreated)[0]
         assert current(storage, oid) == (record(1), tid)
+        if IStorageRestoreable.providedBy(storage):
+            # A copy keeps what the copies of deletions name.
+            copy = self.new_storage()
+            copy.copyTransactionsFrom(storage)
+            assert [[(r.oid, r.data, r.data_txn) for r in t]
+                    for t in copy.iterator()] == [
+                [(r.oid, r.data, r.data_txn) for r in t]
+                for t in storage.iterator()]
 
     def test_store_over_an_undone_creation_with_the_undos_tid(
             self, storage):
@@ -128,6 +137,39 @@ class IStorageUndoableConformance(ConformanceBase):
         assert current(storage, oid) == (record('again'), tid)
         with pytest.raises(errors.ConflictError):
             commit(storage, {oid: (uncreated, record('stale'))})
+
+    def test_a_deletion_is_undone_only_while_current_or_copied(
+            self, storage):
+        # As ZODB's FileStorage: a transaction that deleted an object (here
+        # by undoing its creation) can be undone while its deletion record
+        # is current, or the current record copies it (data_txn: an undo
+        # wrote it back); another deletion since is not enough.
+        oid, created = new_object(storage, 1)
+        uncreated = undo(storage, created)[0]
+        recreated = undo(storage, uncreated)[0]
+        copied_back = undo(storage, recreated)[0]
+        last = list(storage.iterator(copied_back))[0]
+        assert [(r.oid, r.data, r.data_txn) for r in last] == [
+            (oid, None, uncreated)]
+        undo(storage, copied_back)
+        deleted_again = undo(storage, storage.lastTransaction())[0]
+        with pytest.raises(errors.UndoError) as info:
+            undo(storage, uncreated)
+        assert info.value.oid == oid
+        assert storage.lastTransaction() == deleted_again
+        oid, created = new_object(storage, 1)
+        uncreated = undo(storage, created)[0]
+        undo(storage, undo(storage, uncreated)[0])
+        tid = undo(storage, uncreated)[0]
+        assert current(storage, oid) == (record(1), tid)
+        if IStorageRestoreable.providedBy(storage):
+            # A copy keeps what the copies of deletions name.
+            copy = self.new_storage()
+            copy.copyTransactionsFrom(storage)
+            assert [[(r.oid, r.data, r.data_txn) for r in t]
+                    for t in copy.iterator()] == [
+                [(r.oid, r.data, r.data_txn) for r in t]
+                for t in storage.iterator()]
 
     def test_changed_object_raises_undo_error_and_writes_nothing(
             self, storage):

@@ -124,14 +124,21 @@ def _undo_record(storage, undone_tid, oid, pos, prev, undone_data):
     if staged is not None:
         # An earlier undo in this same transaction wrote the object.
         current_data, current_tid, current = staged[1], storage._tid, False
+        current_copies = staged[2]
     else:
         current_pos = storage._index.get(oid)
         current = current_pos == pos
         if not current:
-            (current_tid, _p, _t, flags, _dt,
+            (current_tid, _p, _t, flags, current_copies,
              current_data) = storage._read(current_pos, oid)
             if flags & fmt.FLAG_DELETED:
                 current_data = None
+    if not current and undone_data is None and current_copies != undone_tid:
+        # As ZODB's FileStorage: a deletion record has no data to compare
+        # the current state with, so only a current record that copies
+        # this one (an undo wrote it) lets it be undone.
+        raise errors.UndoError('the transaction deleted the object, which'
+                               ' changed since', oid)
     copy = True
     if not current and current_data != undone_data:
         if not prev:
@@ -145,7 +152,8 @@ def _undo_record(storage, undone_tid, oid, pos, prev, undone_data):
     if flags & fmt.FLAG_DELETED:
         prev_data = None
     if copy:
-        return prev_data, (prev_tid if prev_data is not None else None)
+        # A copy of a deletion names it too, as ZODB's backpointer does.
+        return prev_data, prev_tid
     if prev_data is None or current_data is None:
         raise errors.UndoError('a later transaction deleted or recreated'
                                ' the object', oid)

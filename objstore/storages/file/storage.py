@@ -210,19 +210,25 @@ class FileStorage(BaseStorage):
         return data, rtid, end
 
     def loadSerial(self, oid, serial):  # ZODB's protocol name
+        found, data = self._revision(oid, serial)
+        if data is None:
+            raise errors.POSKeyError(oid)
+        return data
+
+    def _revision(self, oid, serial):
+        """``(True, data)`` of ``oid``'s record written by ``serial`` (data
+        None for a deletion record), ``(False, None)`` if there is none."""
         with self._lock:
             self._check_open()
             pos = self._index.get(oid)
             while pos:
                 rtid, prev, _tpos, flags, _dt, data = self._read(pos, oid)
                 if rtid == serial:
-                    if flags & fmt.FLAG_DELETED:
-                        break
-                    return data
+                    return True, None if flags & fmt.FLAG_DELETED else data
                 if rtid < serial:
                     break
                 pos = prev
-        raise errors.POSKeyError(oid)
+        return False, None
 
     def _committed_serial(self, oid):
         """Serial of the current revision of ``oid``, None if it has none
@@ -326,12 +332,8 @@ class FileStorage(BaseStorage):
     def restore(self, oid, serial, data, version, prev_txn, transaction):
         self._check_store(transaction, version)
         data_txn = None
-        if prev_txn and data is not None:
-            try:
-                if self.loadSerial(oid, prev_txn) == data:
-                    data_txn = prev_txn
-            except errors.POSKeyError:
-                pass
+        if prev_txn and self._revision(oid, prev_txn) == (True, data):
+            data_txn = prev_txn
         self._pending[oid] = (serial, data, data_txn,
                               self._index.get(oid, 0))
 
