@@ -145,6 +145,10 @@ class DataManager:
         if self._savepoints is not None:
             self._abort_savepoints()
         self._abort_registered()
+        if self._modified:
+            # Stored by a commit that failed: their in-memory state is
+            # not what the database holds.
+            self._cache.invalidate(self._modified)
         self._cleanup()
 
     def _abort_registered(self):
@@ -276,10 +280,13 @@ class DataManager:
     def _commit_savepoints(self, meta):
         store, self._savepoints = self._savepoints, None
         self._creating.update(store.creating)
-        for oid in sorted(store.records):
+        oids = sorted(store.records)
+        # All of them before storing any: if a store fails, abort must
+        # ghost every object whose state only the savepoints held.
+        self._modified.extend(oid for oid in oids
+                              if oid not in self._creating)
+        for oid in oids:
             data, serial = store.load(oid)
-            if oid not in self._creating:
-                self._modified.append(oid)
             self._storage.store(oid, serial, data, '', meta)
             self._read_current.pop(oid, None)
 

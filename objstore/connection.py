@@ -212,7 +212,8 @@ class Connection(DataManager):
                     oid_repr(holder._p_oid), class_path(holder))
             raise
         if holder is not None:
-            self._referrers[oid] = (holder._p_oid, class_path(holder))
+            # The class, not its name: formatting waits for an error.
+            self._referrers[oid] = (holder._p_oid, type(holder))
         return self._cache_ghost(oid, obj)
 
     def _cache_ghost(self, oid, obj):
@@ -298,8 +299,9 @@ class Connection(DataManager):
             if exc.referenced_by is None and exc.args and exc.args[0] == oid:
                 referrer = self._referrers.get(oid)
                 if referrer is not None:
-                    exc.referenced_by = 'oid %s (%s)' % (
-                        oid_repr(referrer[0]), referrer[1])
+                    exc.referenced_by = 'oid %s (%s.%s)' % (
+                        oid_repr(referrer[0]), referrer[1].__module__,
+                        referrer[1].__qualname__)
             raise
         finally:
             self._loading = holder

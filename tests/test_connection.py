@@ -1,4 +1,7 @@
 """Connection: root, objects, commit and abort, cache, errors, interfaces."""
+import sys
+import types
+
 import pytest
 import transaction
 from persistent.interfaces import IPersistentDataManager
@@ -7,6 +10,7 @@ from transaction.interfaces import ISavepointDataManager, ISynchronizer
 from zope.interface.verify import verifyObject
 
 from objstore import errors
+from objstore.broken import Broken
 from objstore.commit import TransactionMeta
 from objstore.db import DB
 from objstore.interfaces import IConnection
@@ -347,3 +351,43 @@ def test_read_only_storage_refuses_commit(tmp_path):
         close_connection(connection)
     finally:
         database.close()
+
+
+def test_cache_size_bytes_bounds_the_cache_by_size(storage_factory):
+    database = DB(storage_factory(), cache_size=10000, cache_size_bytes=4000)
+    try:
+        connection = open_connection(database)
+        connection.root.items = items = [Item(pad='x' * 300)
+                                         for _ in range(100)]
+        connection.transaction_manager.commit()
+        connection.cacheMinimize()
+        assert sum(len(item.pad) for item in items) == 30000
+        connection.cacheGC()
+        assert connection.cacheSize() < 30
+        close_connection(connection)
+    finally:
+        database.close()
+
+
+def test_an_object_whose_class_is_gone_loads_broken(db, conn):
+    module = types.ModuleType('objstore_vanishing_module')
+    exec('from persistent import Persistent\n'
+         'class Gone(Persistent):\n'
+         '    pass\n', module.__dict__)
+    sys.modules[module.__name__] = module
+    try:
+        gone = module.Gone()
+        gone.size = 3
+        conn.root.gone = gone
+        conn.root.kept = Item(a=1)
+        conn.transaction_manager.commit()
+    finally:
+        del sys.modules[module.__name__]
+    other = open_connection(db)
+    try:
+        loaded = other.root.gone
+        assert isinstance(loaded, Broken)
+        assert type(loaded).__name__ == 'Gone'
+        assert other.root.kept.a == 1
+    finally:
+        close_connection(other)

@@ -1,6 +1,8 @@
 """Savepoints: rollback, nesting, new objects, what loads and commits see."""
 import pytest
 
+from objstore import errors
+
 from db_fixtures import (  # noqa: F401 (fixtures)
     Item, close_connection, conn, db, open_connection, storage_factory)
 
@@ -107,3 +109,25 @@ def test_abort_after_savepoints_discards_everything(db, conn, item):
     assert item.a == 1
     assert child._p_jar is None
     assert db.lastTransaction() == last
+
+
+def test_failed_commit_after_savepoints_shows_the_committed_state(db, conn):
+    conn.root.first = first = Item(a=1)
+    conn.root.second = second = Item(b=1)
+    conn.transaction_manager.commit()
+    other = open_connection(db)
+    try:
+        other.root.second.b = 'theirs'
+        other.transaction_manager.commit()
+    finally:
+        close_connection(other)
+    # first (stored before the conflicting second) and second both
+    # savepointed: after the failed commit neither keeps our state.
+    first.a = 'ours'
+    second.b = 'ours'
+    conn.transaction_manager.get().savepoint()
+    with pytest.raises(errors.ConflictError):
+        conn.transaction_manager.commit()
+    conn.transaction_manager.abort()
+    assert first.a == 1
+    assert second.b == 'theirs'
