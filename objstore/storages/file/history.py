@@ -8,9 +8,12 @@ transaction in progress, each object T changed back to its revision
 before T (a deletion record for objects T created). When an object
 changed again after T, the undo still goes through if the later change
 left the same bytes T wrote, or if ``objstore.conflict`` can merge the
-revert with the later change; otherwise ``UndoError``. The restored
-revisions are copies of the earlier data (this format has no
-backpointers), marked with ``data_txn``, the tid they were copied from.
+revert with the later change; otherwise ``UndoError``. A deletion
+record has no bytes to compare, so T's deletion of an object is undone
+only while it is current or the current record copies it (as ZODB's
+backpointers decide). The restored revisions are copies of the earlier
+data or deletion (this format has no backpointers), marked with
+``data_txn``, the tid they were copied from.
 
 The undo log walks the log backward from its end and stops at the first
 transaction a pack thinned (status ``'p'``): those are not undoable.
