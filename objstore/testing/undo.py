@@ -118,14 +118,6 @@ class IStorageUndoableConformance(ConformanceBase):
         uncreated = undo(storage, created)[0]
         tid = undo(storage, uncreated)[0]
         assert current(storage, oid) == (record(1), tid)
-        if IStorageRestoreable.providedBy(storage):
-            # A copy keeps what the copies of deletions name.
-            copy = self.new_storage()
-            copy.copyTransactionsFrom(storage)
-            assert [[(r.oid, r.data, r.data_txn) for r in t]
-                    for t in copy.iterator()] == [
-                [(r.oid, r.data, r.data_txn) for r in t]
-                for t in storage.iterator()]
 
     def test_store_over_an_undone_creation_with_the_undos_tid(
             self, storage):
