@@ -2,7 +2,8 @@
 
 Every step of a hypothesis state machine (change objects under the root,
 PersistentMappings, OOBTrees and a BTrees.Length counter from one of two
-connections; commit, abort, look at a past moment) runs in each world:
+connections; commit, abort, savepoint, roll back, undo, look at a past
+moment) runs in each world:
 
 * ``zodb`` -- the reference: ``ZODB.DB`` on ZODB's FileStorage (not its
   MappingStorage, which never resolves conflicts, not even BTrees');
@@ -12,7 +13,8 @@ connections; commit, abort, look at a past moment) runs in each world:
 
 After every step what each connection shows (``zodb_app.dump`` of its
 root) and every operation's outcome (its result, or the kind of error it
-raised: which commit conflicted) must be the same in every world.
+raised: which commit conflicted, which undo was refused) must be the same
+in every world.
 
 Runs ~20 s by default; ``OBJSTORE_LONG=1`` runs many more examples.
 """
@@ -107,6 +109,10 @@ class World:
         self.db.close()
 
 
+def text(value):
+    return value.decode('utf-8') if isinstance(value, bytes) else value
+
+
 def new_object(kind, seed):
     if kind == 'item':
         return zodb_app.Item(x=seed, y=[seed])
@@ -129,11 +135,15 @@ def op_set_attribute(world, c, key, attribute, value):
     return 'set'
 
 
-def op_set_key(world, c, key, item_key, value, as_object):
+def op_set_key(world, c, key, item_key, value, as_object, in_trees):
+    """Set a key of a mapping or tree; ``as_object``: to a new Item (in an
+    OOBTree only when ``in_trees``)."""
     obj = world.root(c).get(key)
     if not isinstance(obj, (PersistentMapping, OOBTree)):
         return 'no mapping'
-    obj[item_key] = zodb_app.Item(x=value) if as_object else value
+    if as_object and (in_trees or not isinstance(obj, OOBTree)):
+        value = zodb_app.Item(x=value)
+    obj[item_key] = value
     return len(obj)
 
 
@@ -191,9 +201,46 @@ def op_abort(world, c):
     return 'aborted'
 
 
+def op_savepoint(world, c):
+    world.savepoints[c].append(world.tms[c].savepoint())
+    return len(world.savepoints[c])
+
+
+def op_rollback(world, c, n):
+    savepoints = world.savepoints[c]
+    if not savepoints:
+        return 'no savepoint'
+    savepoints[n % len(savepoints)].rollback()
+    return 'rolled back'
+
+
 def op_cache_minimize(world, c):
     world.conns[c].cacheMinimize()
     return 'minimized'
+
+
+def op_undo(world, n):
+    # In a transaction of its own: ZODB's undo commits through a storage
+    # instance of its own, so joined to a connection's changes on the same
+    # storage it would wait for that connection's commit lock forever.
+    # Undoing the database's first transaction would take the root away,
+    # leaving nothing to compare; undoing the rest is fair game.
+    log = [entry for entry in world.db.undoLog(0, 6)
+           if text(entry['description']) != 'initial database creation'][:5]
+    if not log:
+        return 'nothing to undo'
+    entry = log[n % len(log)]
+    tm = transaction.TransactionManager(explicit=True)
+    txn = tm.begin()
+    try:
+        world.db.undo(entry['id'], txn)
+        txn.note('undo')
+        tm.commit()
+    except BaseException:
+        tm.abort()
+        raise
+    world.tids.append(world.db.lastTransaction())
+    return text(entry['description'])
 
 
 def op_dump(world, c):
@@ -284,10 +331,7 @@ class Differential(RuleBasedStateMachine):
     @rule(c=conn_no, key=root_key, item_key=st.sampled_from(ITEM_KEYS),
           value=small, as_object=st.booleans())
     def set_key(self, c, key, item_key, value, as_object):
-        # Persistent objects go into PersistentMappings, not OOBTrees.
-        tree = isinstance(self.worlds[0].root(c).get(key), OOBTree)
-        self.run(op_set_key, c, key, item_key, value,
-                 as_object and not tree)
+        self.run(op_set_key, c, key, item_key, value, as_object, False)
 
     @rule(c=conn_no, key=root_key, item_key=st.sampled_from(ITEM_KEYS))
     def del_key(self, c, key, item_key):
@@ -325,9 +369,21 @@ class Differential(RuleBasedStateMachine):
     def abort(self, c):
         self.run(op_abort, c)
 
+    @rule(c=conn_no)
+    def savepoint(self, c):
+        self.run(op_savepoint, c)
+
+    @rule(c=conn_no, n=st.integers(0, 3))
+    def rollback(self, c, n):
+        self.run(op_rollback, c, n)
+
     @rule(c=st.sampled_from([0, 1, 2]))
     def cache_minimize(self, c):
         self.run(op_cache_minimize, c)
+
+    @rule(n=st.integers(0, 4))
+    def undo(self, n):
+        self.run(op_undo, n)
 
     @rule(n=st.integers(0, 50))
     def look_back(self, n):
@@ -354,7 +410,7 @@ class Differential(RuleBasedStateMachine):
 
 
 Differential.TestCase.settings = settings(
-    max_examples=5000 if LONG else 300,
+    max_examples=5000 if LONG else 250,
     stateful_step_count=100 if LONG else 50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
