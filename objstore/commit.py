@@ -250,9 +250,10 @@ class DataManager:
             self._abort_savepoints()
         if meta is not None:
             self._storage.tpc_abort(meta)
-        self._cache.invalidate(self._modified)
+        # Disown first: new objects must keep their state, not be ghosted.
         self._disown(self._creating)
         self._disown(self._added)
+        self._cache.invalidate(self._modified)
         self._cleanup()
 
     def savepoint(self):

@@ -131,3 +131,58 @@ def test_failed_commit_after_savepoints_shows_the_committed_state(db, conn):
     conn.transaction_manager.abort()
     assert first.a == 1
     assert second.b == 'theirs'
+
+
+def test_new_objects_keep_their_state_when_a_commit_fails(db, conn):
+    conn.root.item = item = Item(a=1)
+    conn.transaction_manager.commit()
+    other = open_connection(db)
+    try:
+        other.root.item.a = 'theirs'
+        other.transaction_manager.commit()
+    finally:
+        close_connection(other)
+    txn = conn.transaction_manager.get()
+    fresh = Item(n=1)
+    conn.root.fresh = fresh
+    txn.savepoint()
+    fresh.n = 2                 # changed again after the savepoint
+    item.a = 'ours'
+    with pytest.raises(errors.ConflictError):
+        conn.transaction_manager.commit()
+    conn.transaction_manager.abort()
+    assert fresh._p_jar is None
+    assert fresh.n == 2
+
+
+class FailingVote:
+    """A data manager whose vote fails after the connection voted."""
+
+    transaction_manager = None
+
+    def sortKey(self):
+        return '~ after every connection'
+
+    def abort(self, txn):
+        pass
+
+    tpc_begin = commit = tpc_finish = tpc_abort = abort
+
+    def tpc_vote(self, txn):
+        raise RuntimeError('vote failed elsewhere')
+
+
+def test_new_objects_keep_their_state_when_another_vote_fails(db, conn):
+    last = db.lastTransaction()
+    txn = conn.transaction_manager.get()
+    fresh = Item(n=1)
+    conn.root.fresh = fresh
+    txn.savepoint()
+    fresh.n = 2                 # changed again after the savepoint
+    txn.join(FailingVote())
+    with pytest.raises(RuntimeError):
+        conn.transaction_manager.commit()
+    conn.transaction_manager.abort()
+    assert fresh._p_jar is None and fresh.n == 2
+    assert 'fresh' not in conn.root()
+    assert db.lastTransaction() == last
