@@ -5,9 +5,8 @@ import time
 import pytest
 
 from objstore import errors
-from objstore.db import DB, tid_of
-from objstore.storages.base import TimeStamp, p64, tid_time, time_tid, u64
-from objstore.storages.memory import MemoryStorage
+from objstore.db import tid_of
+from objstore.storages.base import TimeStamp, p64, tid_time, u64
 
 from db_fixtures import (  # noqa: F401 (fixtures)
     Item, close_connection, conn, db, open_connection, storage_factory)
@@ -115,43 +114,30 @@ def test_before_the_first_transaction_the_root_does_not_exist(db, moments):
         past.close()
 
 
-class PackPointStorage(MemoryStorage):
-    """A MemoryStorage that reports its history window (history_start)."""
-
-    _pack_point = None
-
-    def pack(self, t, referencesf, gc=None):
-        super().pack(t, referencesf, gc)
-        self._pack_point = time_tid(t)
-
-    def history_start(self):
-        return self._pack_point or b'\0' * 8
-
-
-def test_a_moment_before_history_start_raises_history_unavailable():
-    database = DB(PackPointStorage())
+def test_a_moment_before_history_start_raises_history_unavailable(db, conn):
+    conn.root.item = item = Item(a=1)
+    conn.transaction_manager.commit()
+    old = db.lastTransaction()
+    item.a = 2
+    conn.transaction_manager.commit()
+    past = db.open(at=old)      # before the pack: still there
+    past.close()
+    db.pack()
+    with pytest.raises(errors.HistoryUnavailable) as info:
+        db.open(at=old)
+    oldest = info.value.oldest
+    assert oldest == db.storage.history_start() > old
+    message = str(info.value)
+    assert errors.oid_repr(oldest) in message
+    assert errors.oid_repr(old) in message
+    assert 'oldest' in message
+    with pytest.raises(errors.HistoryUnavailable):
+        db.open(before=oldest)
+    past = db.open(at=oldest)
     try:
-        connection = open_connection(database)
-        connection.root.item = item = Item(a=1)
-        connection.transaction_manager.commit()
-        old = database.lastTransaction()
-        item.a = 2
-        connection.transaction_manager.commit()
-        database.pack()
-        with pytest.raises(errors.HistoryUnavailable) as info:
-            database.open(at=old)
-        oldest = info.value.oldest
-        assert oldest == database.storage.history_start()
-        message = str(info.value)
-        assert errors.oid_repr(oldest) in message
-        assert errors.oid_repr(old) in message
-        assert 'oldest' in message
-        past = database.open(at=oldest)
         assert past.root.item.a == 2
-        past.close()
-        close_connection(connection)
     finally:
-        database.close()
+        past.close()
 
 
 def test_historical_connections_are_not_pooled(db, moments):
