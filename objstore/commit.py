@@ -106,30 +106,42 @@ class DataManager:
             self._store_object(obj, writer, target, meta, done)
 
     def _store_object(self, obj, writer, target, meta, done):
+        # The commit loop of every object: names are bound locally.
+        cache = self._cache
+        creating = self._creating
+        added = self._added
+        modified = self._modified
+        read_current = self._read_current
+        new_objects = writer.new_objects
+        serialize = writer.serialize
+        store = target.store
+        to_savepoint = target is self._savepoints
         pending = [obj]
         while pending:
             obj = pending.pop()
             oid = obj._p_oid
             if oid in done:
                 continue
-            seen = len(writer.new_objects)
-            data = writer.serialize(obj)
-            for new in writer.new_objects[seen:]:
-                self._creating[new._p_oid] = new
-                pending.append(new)
-            added = self._added.pop(oid, None)
-            if added is not None:
-                self._creating[oid] = added
-            elif oid not in self._creating:
-                self._modified.append(oid)
-            target.store(oid, obj._p_serial, data, '', meta)
+            seen = len(new_objects)
+            data = serialize(obj)
+            if len(new_objects) > seen:
+                for new in new_objects[seen:]:
+                    creating[new._p_oid] = new
+                    pending.append(new)
+            if oid in added:
+                creating[oid] = added.pop(oid)
+            elif oid not in creating:
+                modified.append(oid)
+            store(oid, obj._p_serial, data, '', meta)
             done.add(oid)
-            if self._cache.get(oid) is None:
-                self._cache[oid] = obj
-            self._cache.update_object_size_estimation(oid, len(data))
-            obj._p_estimated_size = len(data)
-            self._read_current.pop(oid, None)
-            if target is self._savepoints:
+            if cache.get(oid) is None:
+                cache[oid] = obj
+            size = len(data)
+            cache.update_object_size_estimation(oid, size)
+            obj._p_estimated_size = size
+            if read_current:
+                read_current.pop(oid, None)
+            if to_savepoint:
                 # Its state is safe in the savepoint: a further change
                 # must register it again.
                 obj._p_changed = False
