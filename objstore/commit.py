@@ -12,10 +12,13 @@ Commit stores every registered object and every new object the
 storage transaction. Objects created by an aborted transaction lose their
 oid and jar again, as in ZODB. Method names are the transaction package's.
 """
+import datetime
+
 from objstore import errors
 from objstore.pickler import ObjectWriter
 from objstore.savepoint import Savepoint, SavepointStore
 from objstore.serialize import pack_extension
+from objstore.storages.base import tid_time
 
 oid_repr = errors.oid_repr
 
@@ -24,6 +27,14 @@ def class_path(obj):
     """``module.Class`` of an object, for messages."""
     klass = type(obj)
     return '%s.%s' % (klass.__module__, klass.__qualname__)
+
+
+def describe_tid(tid):
+    """``0x03e4... (2026-12-01 04:05:06.123456 UTC)``, for messages."""
+    when = datetime.datetime.fromtimestamp(tid_time(tid),
+                                           datetime.timezone.utc)
+    return '%s (%s UTC)' % (errors.oid_repr(tid),
+                            when.strftime('%Y-%m-%d %H:%M:%S.%f'))
 
 
 def _to_bytes(text):

@@ -21,7 +21,7 @@ from transaction.interfaces import ISavepointDataManager, ISynchronizer
 from zope.interface import implementer
 
 from objstore import errors
-from objstore.commit import DataManager, class_path
+from objstore.commit import DataManager, class_path, describe_tid
 from objstore.interfaces import IConnection
 from objstore.pickler import ObjectReader
 from objstore.storages.base import z64
@@ -163,7 +163,7 @@ class Connection(DataManager):
             raise errors.ReadOnlyHistoryError(
                 'cannot %s: this connection shows the database as it was'
                 ' before tid %s and is read-only'
-                % (doing, oid_repr(self.before)))
+                % (doing, describe_tid(self.before)))
 
     # -- IConnection --------------------------------------------------------
 

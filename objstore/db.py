@@ -25,11 +25,11 @@ from persistent.TimeStamp import TimeStamp
 from zope.interface import implementer
 
 from objstore import errors, mvcc
-from objstore.commit import TransactionMeta, claim_commit
+from objstore.commit import TransactionMeta, claim_commit, describe_tid
 from objstore.connection import Connection
 from objstore.interfaces import IDatabase
 from objstore.serialize import dumps_record, references
-from objstore.storages.base import p64, tid_time, u64, z64
+from objstore.storages.base import p64, u64, z64
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +47,6 @@ def tid_of(moment):
         return moment
     raise TypeError('a moment is a tid (8 bytes) or a datetime, not %r'
                     % (moment,))
-
-
-def describe_tid(tid):
-    """``0x03e4... (2026-12-01 04:05:06.123456 UTC)``, for messages."""
-    when = datetime.datetime.fromtimestamp(tid_time(tid),
-                                           datetime.timezone.utc)
-    return '%s (%s UTC)' % (errors.oid_repr(tid),
-                            when.strftime('%Y-%m-%d %H:%M:%S.%f'))
 
 
 def _as_text(entries):
