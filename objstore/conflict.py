@@ -98,8 +98,20 @@ def _persistent_id(obj):
     return None
 
 
-def _read_state(data):
-    reader = RecordReader(data, PersistentReference, _find_class)
+def _reference_factory():
+    """A persistent_load giving one :class:`PersistentReference` object per
+    referenced object, shared by the three states of one resolution: BTrees'
+    C code compares a bucket's next-bucket references by identity."""
+    seen = {}
+
+    def load(data):
+        ref = PersistentReference(data)
+        return seen.setdefault((ref.weak,) + ref._key(), ref)
+    return load
+
+
+def _read_state(data, load_reference):
+    reader = RecordReader(data, load_reference, _find_class)
     meta = reader.load()
     return meta, reader.load()
 
@@ -133,8 +145,9 @@ def resolve(oid, committed_serial, old_serial, new_data, load_serial,
 
     if old_serial == b'\0' * 8:
         raise fail('the object was created concurrently')
+    load_reference = _reference_factory()
     try:
-        meta, new_state = _read_state(new_data)
+        meta, new_state = _read_state(new_data, load_reference)
         klass, args = _class_of_meta(meta)
     except (ImportError, AttributeError, errors.SerializationError,
             pickle.UnpicklingError) as exc:
@@ -148,8 +161,8 @@ def resolve(oid, committed_serial, old_serial, new_data, load_serial,
     if committed_data is None:
         committed_data = load_serial(oid, committed_serial)
     try:
-        old_state = _read_state(old_data)[1]
-        committed_state = _read_state(committed_data)[1]
+        old_state = _read_state(old_data, load_reference)[1]
+        committed_state = _read_state(committed_data, load_reference)[1]
         inst = klass.__new__(klass, *args)
         resolved = inst._p_resolveConflict(old_state, committed_state,
                                            new_state)

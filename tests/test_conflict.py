@@ -120,3 +120,31 @@ def test_persistent_reference_forms():
     assert PersistentReference(b'a' * 8) == PersistentReference((b'a' * 8, Holder))
     with pytest.raises(errors.SerializationError):
         PersistentReference(['q', ()])
+
+
+def test_a_bucket_with_a_next_bucket_resolves_concurrent_inserts():
+    # BTrees compare a bucket's next-bucket references by identity, so the
+    # three states of one resolution must share their reference objects.
+    import transaction
+    from BTrees.OOBTree import OOBTree
+
+    import objstore
+    from objstore.storages import MemoryStorage
+
+    db = objstore.DB(MemoryStorage())
+    tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+    c1, c2 = db.open(tm1), db.open(tm2)
+    tree = c1.root()['tree'] = OOBTree()
+    for i in range(200):
+        tree['k%03d' % i] = i
+    tm1.commit()
+    tree2 = c2.root()['tree']
+    assert tree._firstbucket._next is not None  # several buckets
+    tree['k000a'] = 'one'
+    tm1.commit()
+    tree2['k001a'] = 'two'
+    tm2.commit()
+    tm1.begin()
+    assert list(c1.root()['tree'].keys())[:4] == ['k000', 'k000a', 'k001',
+                                                  'k001a']
+    db.close()
