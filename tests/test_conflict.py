@@ -138,6 +138,7 @@ def test_a_bucket_with_a_next_bucket_resolves_concurrent_inserts():
     for i in range(200):
         tree['k%03d' % i] = i
     tm1.commit()
+    tm2.begin()
     tree2 = c2.root()['tree']
     assert tree._firstbucket._next is not None  # several buckets
     tree['k000a'] = 'one'
