@@ -166,7 +166,9 @@ class DB:
                     self, self._mvcc.new_instance(), self.cache_size,
                     self.cache_size_bytes)
                 self._connections.add(connection)
-                in_use = len(self._connections) - len(self._available)
+                # Historical connections are not pooled: not counted.
+                in_use = sum(1 for c in self._connections
+                             if c.before is None) - len(self._available)
                 if in_use > self.pool_size:
                     logger.warning(
                         'DB.open() has %d open connections with a pool_size'
