@@ -31,8 +31,9 @@ def _find_class(module, name):
 class PersistentReference:
     """A persistent reference seen during conflict resolution.
 
-    Compares equal to another reference to the same object of the same
-    database; ``data`` is the persistent id as it was read, written back
+    Equal to another reference to the same object of the same database;
+    comparing references to different objects raises ``ValueError`` (see
+    :meth:`_same`). ``data`` is the persistent id as it was read, written back
     unchanged when the resolved state is pickled.
     """
 
@@ -68,22 +69,42 @@ class PersistentReference:
     def _key(self):
         return (self.database_name, self.oid)
 
+    def _same(self, other):
+        """True when both name the same object; ValueError otherwise.
+
+        As in ZODB: two references are only known to be equal when they
+        name the same object (weak references only when they are the same
+        reference); anything else cannot be compared without loading the
+        objects, whose classes may define their own comparison. Resolution
+        then fails with a ConflictError, as ZODB's does, rather than merge
+        on a guess.
+        """
+        if self is other or (
+                isinstance(other, PersistentReference)
+                and not self.weak and not other.weak
+                and self._key() == other._key()):
+            return True
+        raise ValueError('cannot compare references to different persistent'
+                         ' objects during conflict resolution (%r, %r)'
+                         % (self, other))
+
     def __eq__(self, other):
-        if not isinstance(other, PersistentReference):
-            return NotImplemented
-        return self._key() == other._key()
+        return self._same(other)
 
     def __ne__(self, other):
-        result = self.__eq__(other)
-        return result if result is NotImplemented else not result
+        return not self._same(other)
 
     def __lt__(self, other):
-        # Ordering is needed by BTrees whose keys are persistent objects; it
-        # is only meaningful within one database.
-        if self.database_name != other.database_name:
-            raise ValueError(
-                'cannot order references into different databases')
-        return self.oid < other.oid
+        return not self._same(other)
+
+    def __gt__(self, other):
+        return not self._same(other)
+
+    def __le__(self, other):
+        return self._same(other)
+
+    def __ge__(self, other):
+        return self._same(other)
 
     def __hash__(self):
         return hash(self._key())

@@ -149,3 +149,43 @@ def test_a_bucket_with_a_next_bucket_resolves_concurrent_inserts():
     assert list(c1.root()['tree'].keys())[:4] == ['k000', 'k000a', 'k001',
                                                   'k001a']
     db.close()
+
+
+def test_references_to_different_objects_cannot_be_compared():
+    a, b = PersistentReference(b'a' * 8), PersistentReference(b'b' * 8)
+    with pytest.raises(ValueError, match='different persistent objects'):
+        a == b
+    with pytest.raises(ValueError):
+        a < b
+    weak = PersistentReference(['w', (b'a' * 8,)])
+    assert weak == weak
+    with pytest.raises(ValueError):
+        weak == PersistentReference(['w', (b'a' * 8,)])
+
+
+def test_a_bucket_conflict_over_persistent_values_is_not_merged_as_in_zodb():
+    # One transaction replaces a key's persistent value, the other adds a
+    # key: to merge, the bucket must compare the old and the new value of
+    # the key, two different persistent objects, which ZODB cannot do
+    # without loading them, so it reports a conflict; so do we.
+    import transaction
+    from BTrees.OOBTree import OOBTree
+    from persistent.mapping import PersistentMapping
+
+    import objstore
+    from objstore.storages import MemoryStorage
+
+    db = objstore.DB(MemoryStorage())
+    tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+    c1, c2 = db.open(tm1), db.open(tm2)
+    c1.root()['tree'] = OOBTree()
+    c1.root()['tree']['k'] = PersistentMapping()
+    tm1.commit()
+    tm2.begin()
+    c1.root()['tree']['k'] = PersistentMapping(x=1)
+    c2.root()['tree']['other'] = 2
+    tm1.commit()
+    with pytest.raises(errors.ConflictError):
+        tm2.commit()
+    tm2.abort()
+    db.close()
