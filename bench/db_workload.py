@@ -281,7 +281,10 @@ def contention(side, directory, duration, threads=2, profile=None):
                    for k in range(threads)]
         for worker in workers:
             worker.start()
-        barrier.wait()
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass    # a worker failed before the start: its error follows
         start = time.perf_counter()
         for worker in workers:
             worker.join()
