@@ -68,7 +68,8 @@ class DB:
     """An object database over one storage; see ``IDatabase``.
 
     ``storage_or_path``: a storage, or a path for an objstore FileStorage
-    (created when missing, never truncated). ``pool_size`` is how many
+    (created when missing, never truncated), or None for a new in-memory
+    database (a ``MemoryStorage``, as ZODB's ``DB(None)``). ``pool_size`` is how many
     closed connections are kept for reuse; opening more at once works but
     logs a warning. ``cache_size`` (objects) and ``cache_size_bytes`` (0: no
     limit) are each connection's cache targets.
@@ -76,7 +77,10 @@ class DB:
 
     def __init__(self, storage_or_path, pool_size=7, cache_size=400,
                  cache_size_bytes=0, database_name='unnamed'):
-        if isinstance(storage_or_path, (str, os.PathLike)):
+        if storage_or_path is None:
+            from objstore.storages.memory import MemoryStorage
+            storage_or_path = MemoryStorage()
+        elif isinstance(storage_or_path, (str, os.PathLike)):
             from objstore.storages.file import FileStorage
             storage_or_path = FileStorage(storage_or_path)
         self.storage = storage_or_path
@@ -89,7 +93,7 @@ class DB:
         self._available = []                    # closed, reusable, newest last
         self._connections = weakref.WeakSet()   # every connection not released
         if mvcc.is_mvcc(self.storage):
-            self._mvcc = self.storage
+            self._mvcc = mvcc.translating(self.storage)
             register = getattr(self.storage, 'registerDB', None)
             if register is not None:
                 register(self)

@@ -95,8 +95,8 @@ def _passing_errors(method):
             if ours is None:
                 raise
             raise ours from exc
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
+    wrapper.__name__ = getattr(method, '__name__', 'method')
+    wrapper.__doc__ = getattr(method, '__doc__', None)
     return wrapper
 
 
@@ -547,3 +547,40 @@ def historical(instance, before):
     The view owns ``instance``: its ``release()`` releases it.
     """
     return HistoricalInstance(instance, before, owned=True)
+
+
+class _Translating:
+    """A natively MVCC storage of ZODB's (or one of its instances) whose
+    errors come out as objstore's, so code above catches one family."""
+
+    def __init__(self, storage):
+        self._storage = storage
+        alsoProvides(self, *providedBy(storage))
+
+    def __getattr__(self, name):
+        if name.startswith('__'):
+            # zope.interface looks up __provides__ and friends: this
+            # view's own declarations answer those, not the storage's.
+            raise AttributeError(name)
+        attr = getattr(self._storage, name)
+        if not callable(attr):
+            return attr
+        if name in ('new_instance', 'before_instance'):
+            def make(*args, _make=attr):
+                return _Translating(_make(*args))
+            return _passing_errors(make)
+        return _passing_errors(attr)
+
+    def __len__(self):
+        return len(self._storage)
+
+    def __bool__(self):
+        return True
+
+
+def translating(storage):
+    """``storage`` itself when it is objstore's, else a view of it whose
+    ZODB exceptions become objstore's (see :data:`_FOREIGN`)."""
+    if IMVCCStorage.providedBy(storage) or isinstance(storage, _Translating):
+        return storage
+    return _Translating(storage)

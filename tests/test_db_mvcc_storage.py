@@ -22,7 +22,7 @@ def db():
 
 
 def test_the_storage_is_used_directly_one_instance_per_connection(db):
-    assert db._mvcc is db.storage
+    assert db._mvcc._storage is db.storage   # only its errors are translated
     first, second = open_connection(db), open_connection(db)
     try:
         assert first._storage is not db.storage
@@ -71,8 +71,10 @@ def test_conflicts_are_transient_and_retried(db):
         first.root.item.a = 0
         second.root.item.a = 5
         first.transaction_manager.commit()
-        with pytest.raises(TransientError):
+        with pytest.raises(errors.ConflictError) as info:
             second.transaction_manager.commit()
+        assert isinstance(info.value, TransientError)
+        assert info.value.oid == first.root.item._p_oid
         second.transaction_manager.abort()
     finally:
         close_connection(first)
@@ -140,3 +142,14 @@ def test_undo_on_a_storage_without_undo_is_unsupported(db):
     assert db.undoLog() == []
     with pytest.raises(errors.Unsupported, match='cannot undo'):
         db.undo(b'\0' * 8)
+
+
+def test_db_of_none_is_a_new_in_memory_database():
+    from objstore.storages import MemoryStorage
+    first, second = DB(None), DB(None)
+    try:
+        assert isinstance(first.storage, MemoryStorage)
+        assert first.storage is not second.storage
+    finally:
+        first.close()
+        second.close()
