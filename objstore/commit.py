@@ -228,9 +228,20 @@ class DataManager:
         for oid, serial in self._read_current.items():
             try:
                 check(oid, serial, meta)
-            except errors.ConflictError:
+            except errors.ConflictError as exc:
+                self._name_class(exc)
                 self._cache.invalidate(oid)
                 raise
+
+    def _name_class(self, exc):
+        """Fill in the class of a conflict the storage could not name (it
+        only has the oid) from the object this connection read."""
+        if exc.class_name is None and exc.oid is not None:
+            obj = self._cache.get(exc.oid)
+            if obj is not None:
+                klass = type(obj)
+                exc.class_name = '%s.%s' % (klass.__module__,
+                                            klass.__qualname__)
 
     def tpc_vote(self, transaction):
         """Let the storage check the transaction; ghost resolved objects."""
@@ -238,6 +249,7 @@ class DataManager:
             resolved = self._storage.tpc_vote(transaction.data(self))
         except errors.ReadConflictError as exc:
             if exc.oid is not None:
+                self._name_class(exc)
                 self._cache.invalidate(exc.oid)
             raise
         for oid in resolved or ():

@@ -141,6 +141,10 @@ def test_read_current_raises_read_conflict_error(pair):
     with pytest.raises(errors.ReadConflictError) as info:
         second.transaction_manager.commit()
     assert info.value.oid == checked._p_oid
+    klass = type(checked)
+    assert info.value.class_name == '%s.%s' % (klass.__module__,
+                                               klass.__qualname__)
+    assert 'class %s' % info.value.class_name in str(info.value)
     second.transaction_manager.abort()
     assert checked.value == 5
 
