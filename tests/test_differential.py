@@ -157,6 +157,17 @@ def op_del_key(world, c, key, item_key):
     return len(obj)
 
 
+def op_fill_tree(world, c, key, start):
+    # Enough keys to split an OOBTree's bucket (30 entries) and make the
+    # tree a separate object from its buckets.
+    obj = world.root(c).get(key)
+    if not isinstance(obj, OOBTree):
+        return 'no tree'
+    for n in range(start, start + 40):
+        obj['z%03d' % n] = n
+    return len(obj)
+
+
 def op_replace(world, c, key, kind, seed):
     world.root(c)[key] = new_object(kind, seed)
     return 'replaced'
@@ -325,6 +336,10 @@ class Differential(RuleBasedStateMachine):
     @rule(c=conn_no, key=root_key, item_key=st.sampled_from(ITEM_KEYS))
     def del_key(self, c, key, item_key):
         self.run(op_del_key, c, key, item_key)
+
+    @rule(c=conn_no, key=root_key, start=st.sampled_from([0, 20, 100]))
+    def fill_tree(self, c, key, start):
+        self.run(op_fill_tree, c, key, start)
 
     @rule(c=conn_no, key=root_key,
           kind=st.sampled_from(['item', 'mapping', 'tree']), seed=small)
