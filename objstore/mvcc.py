@@ -25,7 +25,7 @@ from zope.interface import providedBy
 
 from objstore import errors
 from objstore.interfaces import (
-    IExternalGC, IMVCCStorage, IStorageIteration, IStorageUndoable,
+    IExternalGC, IMVCCStorage, IStorage, IStorageIteration, IStorageUndoable,
     IStorageWrapper, ReadVerifyingStorage)
 from objstore.serialize import references as _references
 
@@ -181,6 +181,13 @@ class _Writing(_Delegating):
 
     new_oid = _pass('new_oid')
     checkCurrentSerialInTransaction = _pass('checkCurrentSerialInTransaction')
+
+    def __init__(self, storage):
+        super().__init__(storage)
+        if IStorage.providedBy(storage):
+            # objstore's storages raise objstore's errors already: the
+            # per-object call skips the translating wrapper.
+            self.new_oid = storage.new_oid
 
     @_passing_errors
     def tpc_begin(self, transaction, tid=None):
