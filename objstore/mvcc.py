@@ -21,16 +21,17 @@ import threading
 
 from zope.interface import alsoProvides
 from zope.interface import implementer
-from zope.interface import providedBy
 
 from objstore import errors
 from objstore.interfaces import (
     IExternalGC, IMVCCStorage, IStorage, IStorageIteration, IStorageUndoable,
     IStorageWrapper, ReadVerifyingStorage)
+# is_mvcc and translating are part of this module's API (the DB uses them).
+from objstore.foreign import is_mvcc, passing_errors, provides, translating
 from objstore.serialize import references as _references
 
 __all__ = ['MVCCAdapter', 'MVCCInstance', 'HistoricalInstance',
-           'historical', 'is_mvcc']
+           'historical', 'is_mvcc', 'translating']
 
 # Not imported from objstore.storages: that package loads every storage
 # (and BTrees, which loads ZODB when installed); the core needs neither.
@@ -46,66 +47,12 @@ def u64(b):
     return int.from_bytes(b, 'big')
 
 
-def _provides(obj, iface):
-    """Whether ``obj`` provides ``iface``, objstore's or ZODB's namesake."""
-    if iface.providedBy(obj):
-        return True
-    return any(i.__name__ == iface.__name__
-               for i in providedBy(obj).flattened())
-
-
-def is_mvcc(storage):
-    """True if ``storage`` provides IMVCCStorage (objstore's or ZODB's)."""
-    return _provides(storage, IMVCCStorage)
-
-
-# ZODB's exceptions, by class name, and the objstore ones they become, so
-# the layers above catch one family whatever storage sits below.
-_FOREIGN = (('ReadConflictError', errors.ReadConflictError),
-            ('ConflictError', errors.ConflictError),
-            ('POSKeyError', errors.POSKeyError),
-            ('ReadOnlyError', errors.ReadOnlyError),
-            ('StorageTransactionError', errors.StorageTransactionError))
-
-
-def _translate(exc):
-    """The objstore exception for a ZODB storage's ``exc``, or None."""
-    if isinstance(exc, errors.ObjstoreError):
-        return None
-    names = {k.__name__ for k in type(exc).__mro__
-             if k.__module__.startswith('ZODB')}
-    for name, ours in _FOREIGN:
-        if name in names and issubclass(ours, errors.ConflictError):
-            return ours(getattr(exc, 'message', None),
-                        oid=getattr(exc, 'oid', None),
-                        serials=getattr(exc, 'serials', None),
-                        class_name=getattr(exc, 'class_name', None))
-        if name in names:
-            return ours(*exc.args)
-    return None
-
-
-def _passing_errors(method):
-    """Wrap a method so ZODB storages' errors come out as objstore's."""
-    def wrapper(*args, **kw):
-        try:
-            return method(*args, **kw)
-        except Exception as exc:
-            ours = _translate(exc)
-            if ours is None:
-                raise
-            raise ours from exc
-    wrapper.__name__ = getattr(method, '__name__', 'method')
-    wrapper.__doc__ = getattr(method, '__doc__', None)
-    return wrapper
-
-
 def _pass(name):
     """A method calling the storage's method ``name`` with its arguments."""
     def method(self, *args):
         return getattr(self._storage, name)(*args)
     method.__name__ = name
-    return _passing_errors(method)
+    return passing_errors(method)
 
 
 class _Delegating:
@@ -129,7 +76,7 @@ class _Delegating:
     def _declare_capabilities(self):
         for iface in (IStorageIteration, IStorageUndoable, IExternalGC,
                       ReadVerifyingStorage):
-            if _provides(self._storage, iface):
+            if provides(self._storage, iface):
                 alsoProvides(self, iface)
 
     def __len__(self):
@@ -189,7 +136,7 @@ class _Writing(_Delegating):
             # per-object call skips the translating wrapper.
             self.new_oid = storage.new_oid
 
-    @_passing_errors
+    @passing_errors
     def tpc_begin(self, transaction, tid=None):
         """As the storage's. ZODB's storages need transaction metadata
         (``extension_bytes``...), not a ``transaction.Transaction``."""
@@ -202,17 +149,17 @@ class _Writing(_Delegating):
         self._txn = transaction
         self._written, self._undone = set(), set()
 
-    @_passing_errors
+    @passing_errors
     def store(self, oid, serial, data, version, transaction):
         self._storage.store(oid, serial, data, version, transaction)
         self._written.add(oid)
 
-    @_passing_errors
+    @passing_errors
     def deleteObject(self, oid, serial, transaction):
         self._storage.deleteObject(oid, serial, transaction)
         self._written.add(oid)
 
-    @_passing_errors
+    @passing_errors
     def undo(self, transaction_id, transaction):
         """Undo through the storage; the oids it rewrites are reported to
         every instance, this one too (its cached copies are stale)."""
@@ -221,12 +168,12 @@ class _Writing(_Delegating):
             self._undone.update(result[1])
         return result
 
-    @_passing_errors
+    @passing_errors
     def tpc_vote(self, transaction):
         """Returns the list of oids whose conflicts the storage resolved."""
         return list(self._storage.tpc_vote(transaction) or ())
 
-    @_passing_errors
+    @passing_errors
     def tpc_finish(self, transaction, func=lambda tid: None):
         """Commit and return the tid; ``func(tid)`` is called after every
         other instance was told what changed."""
@@ -331,7 +278,7 @@ class MVCCAdapter(_Writing):
             self._instances.clear()
         self._storage.close()
 
-    @_passing_errors
+    @passing_errors
     def pack(self, t, referencesf=None, gc=None):
         """Pack the storage (GC through ``referencesf``, by default
         objstore.serialize.references); the next poll of every instance
@@ -555,39 +502,3 @@ def historical(instance, before):
     """
     return HistoricalInstance(instance, before, owned=True)
 
-
-class _Translating:
-    """A natively MVCC storage of ZODB's (or one of its instances) whose
-    errors come out as objstore's, so code above catches one family."""
-
-    def __init__(self, storage):
-        self._storage = storage
-        alsoProvides(self, *providedBy(storage))
-
-    def __getattr__(self, name):
-        if name.startswith('__'):
-            # zope.interface looks up __provides__ and friends: this
-            # view's own declarations answer those, not the storage's.
-            raise AttributeError(name)
-        attr = getattr(self._storage, name)
-        if not callable(attr):
-            return attr
-        if name in ('new_instance', 'before_instance'):
-            def make(*args, _make=attr):
-                return _Translating(_make(*args))
-            return _passing_errors(make)
-        return _passing_errors(attr)
-
-    def __len__(self):
-        return len(self._storage)
-
-    def __bool__(self):
-        return True
-
-
-def translating(storage):
-    """``storage`` itself when it is objstore's, else a view of it whose
-    ZODB exceptions become objstore's (see :data:`_FOREIGN`)."""
-    if IMVCCStorage.providedBy(storage) or isinstance(storage, _Translating):
-        return storage
-    return _Translating(storage)
