@@ -122,7 +122,7 @@ def test_adapter_instances_and_historical_views_verify(adapter):
         for iface in (interfaces.IStorageUndoable,
                       interfaces.IStorageIteration, interfaces.IExternalGC,
                       interfaces.ReadVerifyingStorage):
-            if mvcc._provides(adapter._storage, iface):
+            if mvcc.provides(adapter._storage, iface):
                 assert verifyObject(iface, view)
             else:
                 assert not iface.providedBy(view)
