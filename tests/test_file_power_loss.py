@@ -4,17 +4,20 @@ A workload (commits big and small, an abort, a deletion, an undo, two
 packs, periodic and closing index checkpoints, a process death and its
 recovery) runs once with every file-system call recorded through the
 ``fsio`` seams. Then many crash images are built from prefixes of that
-log (:class:`objstore.testing.faults.FileSystemModel`): each file keeps
-everything up to its last fsync and, of the writes after it, a prefix
-whose last write may be torn at a 512-byte boundary (the rest missing, or
-zeros); the directory keeps its renames up to the last fsync_dir and a
-prefix of the later ones. Each image must open (a warning about a cut tail
+log (:class:`objstore.testing.powerloss.FileSystemModel`): each file
+keeps everything up to its last fsync and, of the writes after it, a
+prefix whose last write may be torn at a 512-byte boundary (the rest
+missing, or zeros), or (``reorder``) any of the 512-byte sectors they
+touched, each as of some moment (a prefix of the writes to it); the
+directory keeps its renames up to the last fsync_dir and a prefix of the
+later ones. Each image must open (a warning about a cut tail
 is fine) to exactly the state after the last step that completed before
 the power went, or after the step in progress; every read must agree with
 it; and a new commit and a reopen must work.
 
 ``OBJSTORE_POWER_LOSS_REPLAYS`` sets how many random images to check
-(default 200; a long run: 5000).
+for each of the modes ``OBJSTORE_POWER_LOSS_MODE`` names (default 150 for
+each of ``prefix,reorder``; a long run: 5000).
 """
 import os
 import random
@@ -29,16 +32,17 @@ from objstore.storages.file import FileStorage, TruncatedTailWarning
 from objstore.storages.file import format as fmt
 from objstore.storages.file import log as file_log
 from objstore.storages.file import pack as file_pack
-from objstore.testing import faults
+from objstore.testing import faults, powerloss
 from objstore.testing.recovered import (
     Workload, candidates, check_recovered, snapshot)
 from objstore.testing.helpers import commit, record
 
-REPLAYS = int(os.environ.get('OBJSTORE_POWER_LOSS_REPLAYS', '200'))
-#: ``prefix`` (the default: writes reach the disk in order, the last one
-#: maybe torn) or ``reorder`` (any subset of 512-byte pieces of the writes
-#: after the last fsync, see ``faults.RandomChoices``).
-MODE = os.environ.get('OBJSTORE_POWER_LOSS_MODE', 'prefix')
+REPLAYS = int(os.environ.get('OBJSTORE_POWER_LOSS_REPLAYS', '150'))
+#: ``prefix`` (writes reach the disk in order, the last one maybe torn) or
+#: ``reorder`` (any subset of the 512-byte sectors the writes after the
+#: last fsync touched, see ``powerloss.RandomChoices``); both by default.
+MODES = os.environ.get('OBJSTORE_POWER_LOSS_MODE',
+                       'prefix,reorder').split(',')
 
 
 @pytest.fixture(scope='module')
@@ -63,7 +67,7 @@ def recorded(tmp_path_factory):
 
 def check_image(files, directory, expected, oids):
     """Write the image, then :func:`check_recovered`: a problem or None."""
-    faults.write_files(files, directory)
+    powerloss.write_files(files, directory)
     try:
         return check_recovered(os.path.join(directory, 'data.fs'), expected,
                                oids)
@@ -75,7 +79,7 @@ def replay(recorded, tmp_path, images):
     """Check ``images``: ``(k, choices)`` pairs, ``k`` ascending; return
     the failures."""
     root, log, workload = recorded
-    model = faults.FileSystemModel(root)
+    model = powerloss.FileSystemModel(root)
     applied = 0
     failures = []
     for n, (k, choices) in enumerate(images):
@@ -106,13 +110,14 @@ def test_the_workload_exercises_what_it_should(recorded):
     assert [s.name for s in workload.steps].count('process death') == 1
 
 
+@pytest.mark.parametrize('mode', MODES)
 def test_every_random_power_loss_image_opens_to_a_committed_state(
-        recorded, tmp_path):
+        recorded, tmp_path, mode):
     root, log, workload = recorded
     rng = random.Random(4242)
-    images = sorted(((rng.randint(0, len(log)),
-                      faults.RandomChoices(random.Random(rng.random()), MODE))
-                     for _ in range(REPLAYS)), key=lambda pair: pair[0])
+    images = sorted(((rng.randint(0, len(log)), powerloss.RandomChoices(
+        random.Random(rng.random()), mode)) for _ in range(REPLAYS)),
+        key=lambda pair: pair[0])
     failures = replay(recorded, tmp_path, images)
     assert not failures, '%d of %d images failed:\n%s' % (
         len(failures), len(images), '\n'.join(failures[:10]))
@@ -147,7 +152,7 @@ def test_every_write_torn_at_a_sector_boundary(recorded, tmp_path):
     file also with none of its data arrived (all zeros)."""
     root, log, workload = recorded
     rng = random.Random(99)
-    model = faults.FileSystemModel(root)
+    model = powerloss.FileSystemModel(root)
     images = []
     for k, op in enumerate(log):
         if op.kind == 'write':
@@ -159,7 +164,7 @@ def test_every_write_torn_at_a_sector_boundary(recorded, tmp_path):
             if op.offset + len(op.data) > len(model.inode_of(op.fd).current):
                 images.append((k, op, op.offset, True))
         model.apply(op)
-    model = faults.FileSystemModel(root)
+    model = powerloss.FileSystemModel(root)
     failures = []
     applied = 0
     for n, (k, op, cut, zeros) in enumerate(images):
@@ -185,15 +190,25 @@ def test_every_write_torn_at_a_sector_boundary(recorded, tmp_path):
 # that fsync can keep the trailer and lose an earlier sector of the body.
 # The file had grown, so the lost sector reads as zeros.
 
-def record_last_commit(path, stores):
+def record_last_commit(path, stores, first=None):
     """Commit three acknowledged transactions to a real file, then record
     the writes of a last one. Returns ``(durable, writes, before)``: the
     file as fsynced before the last commit, that commit's writes (body,
-    trailer) and the snapshot it must recover to."""
+    trailer) and the snapshot it must recover to. With ``first``, one more
+    acknowledged commit is sized so that the last one starts ``first``
+    bytes before a sector boundary (its first sector shared with the
+    previous transaction's end)."""
     storage = FileStorage(path)
     try:
         for n in range(3):
             commit(storage, {storage.new_oid(): (z64, record('ack %d' % n))})
+        if first is not None:
+            # Every byte of a one-record commit but its data is overhead.
+            size = storage.getSize()
+            commit(storage, {storage.new_oid(): (z64, b'')})
+            overhead = storage.getSize() - size
+            pad = (-first - storage.getSize() - overhead) % faults.SECTOR
+            commit(storage, {storage.new_oid(): (z64, b'p' * pad)})
         before = snapshot(storage)
         with open(path, 'rb') as f:
             durable = f.read()
@@ -306,6 +321,104 @@ def test_zeros_a_record_checksum_accepts_are_not_a_lost_sector(tmp_path):
         open_image(str(tmp_path / 'image'), bytes(content))
 
 
+# -- ... including the first sector, shared with the previous transaction --
+#
+# The header checksum cannot hold then; the trailer at the end of the file
+# says how long the transaction is, and its tid.
+
+def lost_first_sector(tmp_path, first, trailer_kept=True):
+    """``(image, before)``: the last commit starting ``first`` bytes
+    before a sector boundary, that first piece of it never written."""
+    durable, (body, trailer), before = record_last_commit(
+        str(tmp_path / 'data.fs'), big_record_stores, first)
+    assert body.offset % faults.SECTOR == faults.SECTOR - first
+    writes = [body, trailer] if trailer_kept else [body]
+    return image_without(durable, writes, {body.offset}), before
+
+
+def assert_cut_to(tmp_path, content, before):
+    storage, caught = open_image(str(tmp_path / 'image'), content)
+    try:
+        assert caught == [TruncatedTailWarning]
+        # The previous transaction, its end in the lost sector, is whole.
+        assert snapshot(storage) == before
+        tid = commit(storage, {storage.new_oid(): (z64, record('next'))})
+        assert storage.lastTransaction() == tid
+    finally:
+        storage.close()
+
+
+# 12: marker and tid lost; 20: also the length (both restored from the
+# trailer, then every checksum is checked); 35: the whole fixed header;
+# 300: the header and the start of the first record.
+@pytest.mark.parametrize('first', [12, 20, 35, 300])
+def test_a_lost_first_sector_of_the_unacknowledged_last_commit_is_cut(
+        tmp_path, first):
+    content, before = lost_first_sector(tmp_path, first)
+    assert_cut_to(tmp_path, content, before)
+
+
+@pytest.mark.parametrize('first', [20, 300])
+def test_a_lost_first_sector_and_a_flipped_bit_elsewhere_are_corruption(
+        tmp_path, first):
+    # The flipped bit is in the last record, whose checksum then fails
+    # with no lost sector to explain it.
+    content, _before = lost_first_sector(tmp_path, first)
+    content = bytearray(content)
+    content[len(content) - 200] ^= 0x10
+    with pytest.raises(errors.CorruptionError, match='not cut'):
+        open_image(str(tmp_path / 'image'), bytes(content))
+    assert os.path.getsize(str(tmp_path / 'image' / 'data.fs')) == len(
+        content)
+
+
+@pytest.mark.parametrize('first', [20, 300])
+@pytest.mark.parametrize('where, value', [(-9, 0x40), (-24, 0)],
+                         ids=['length', 'tid'])
+def test_a_lost_first_sector_with_a_trailer_that_does_not_fit_is_corruption(
+        tmp_path, first, where, value):
+    # The trailer's length (its last byte at -9) must be exactly what the
+    # file holds from the end of the last valid transaction; its tid (its
+    # first byte at -24) must be after that one's.
+    content, _before = lost_first_sector(tmp_path, first)
+    content = bytearray(content)
+    content[where] ^= value or content[where]
+    with pytest.raises(errors.CorruptionError, match='not cut'):
+        open_image(str(tmp_path / 'image'), bytes(content))
+
+
+def test_a_lost_header_sector_after_its_first_bytes_is_cut(tmp_path):
+    # The header straddles a sector boundary; the sector after it is lost.
+    durable, (body, trailer), before = record_last_commit(
+        str(tmp_path / 'data.fs'), big_record_stores, 20)
+    second = faults.pieces(body)[1][0]
+    assert_cut_to(tmp_path, image_without(durable, [body, trailer],
+                                          {second}), before)
+
+
+@pytest.mark.parametrize('first', [20, 300])
+def test_a_lost_first_sector_before_the_trailer_was_written_is_cut(
+        tmp_path, first):
+    # The vote wrote the body; the power went before tpc_finish.
+    content, before = lost_first_sector(tmp_path, first,
+                                        trailer_kept=False)
+    assert_cut_to(tmp_path, content, before)
+
+
+def test_a_trailer_whose_first_bytes_were_lost_is_cut(tmp_path):
+    # A sector written after the vote and not again after the trailer
+    # joined it: the trailer's bytes up to the boundary read as zeros.
+    _durable, (body, _trailer), _before = record_last_commit(
+        str(tmp_path / 'probe.fs'), big_record_stores)
+    length = len(body.data)
+    first = faults.SECTOR - (500 - length) % faults.SECTOR
+    durable, (body, trailer), before = record_last_commit(
+        str(tmp_path / 'data.fs'), big_record_stores, first)
+    assert trailer.offset % faults.SECTOR == 500
+    assert_cut_to(tmp_path, image_without(durable, [body, trailer],
+                                          {trailer.offset}), before)
+
+
 def test_a_lost_sector_followed_by_a_valid_transaction_is_corruption(
         tmp_path):
     path = str(tmp_path / 'data.fs')
@@ -324,67 +437,3 @@ def test_a_lost_sector_followed_by_a_valid_transaction_is_corruption(
         later = f.read()[len(full):]
     with pytest.raises(errors.CorruptionError, match='valid transaction'):
         open_image(str(tmp_path / 'image'), bytes(lost) + later)
-
-
-# -- the model itself ------------------------------------------------------
-
-def test_the_model_keeps_what_was_synced_and_may_lose_the_rest(tmp_path):
-    from objstore.storages.file import fsio
-    log_path = str(tmp_path / 'log')
-    new_path = str(tmp_path / 'new')
-    real = {name: getattr(fsio, name) for name in faults.SEAMS}
-    with faults.Seams() as seams:
-        fd = fsio.open(log_path, os.O_RDWR | os.O_CREAT)
-        fsio.write(fd, b'a' * 1000, 0)
-        fsio.fsync(fd)
-        fsio.fsync_dir(log_path)
-        fsio.write(fd, b'b' * 1000, 1000)
-        other = fsio.open(new_path, os.O_RDWR | os.O_CREAT)
-        fsio.write(other, b'new', 0)
-        fsio.fsync(other)
-        fsio.close(other)
-        fsio.replace(new_path, log_path)
-        fsio.close(fd)
-    assert {name: getattr(fsio, name) for name in faults.SEAMS} == real
-    assert [op.kind for op in seams.log] == [
-        'open', 'write', 'fsync', 'fsync_dir', 'write', 'open', 'write',
-        'fsync', 'close', 'replace', 'close']
-    model = faults.FileSystemModel(str(tmp_path))
-    for op in seams.log:
-        model.apply(op)
-    assert model.current() == {'log': b'new'}
-    seen = set()
-    rng = random.Random(5)
-    for _ in range(300):
-        files, _how = model.image(faults.RandomChoices(rng))
-        if files == {'log': b'new'}:
-            seen.add('renamed')
-            continue
-        # Not renamed: the old file, its synced part whole, and maybe the
-        # new one under its own name.
-        assert files.pop('new', b'new') == b'new'
-        assert set(files) == {'log'}
-        content = files['log']
-        assert content[:1000] == b'a' * 1000
-        tail = content[1000:]
-        assert len(tail) <= 1000
-        assert tail.strip(b'\0') == b'b' * len(tail.strip(b'\0'))
-        seen.add(len(tail))
-    assert 'renamed' in seen and 0 in seen and 1000 in seen
-    assert len(seen) > 3        # torn at 512-byte boundaries too
-
-
-def test_seams_put_fsio_back_after_a_simulated_death(tmp_path):
-    from objstore.storages.file import fsio
-    real = fsio.write
-    with pytest.raises(faults.SimulatedCrash):
-        with faults.Seams() as seams:
-            fd = fsio.open(str(tmp_path / 'x'), os.O_RDWR | os.O_CREAT)
-            seams.crash(kind='write', torn=3)
-            fsio.write(fd, b'abcdef', 0)
-    assert fsio.write is real
-    with open(str(tmp_path / 'x'), 'rb') as f:
-        assert f.read() == b'abc'
-    # The dead process's descriptor was closed, as the kernel would.
-    with pytest.raises(OSError):
-        os.fstat(fd)

@@ -205,8 +205,7 @@ def parse_txn_header(buf, off, pos, avail):
     all up to the end of the file, whichever is less); ``avail`` is the
     number of bytes the file has from ``pos`` on. Returns ``(tid, tlen,
     count, status, user, description, extension, hlen)``. Raises
-    :class:`Invalid` (``torn`` true when the file ends inside the header or
-    the header reads as zeros).
+    :class:`Invalid` (``torn`` true when the file ends inside the header).
     """
     if avail < TXN_FIXED_SIZE:
         raise Invalid(pos, 'file ends inside a transaction header', True)
@@ -215,8 +214,9 @@ def parse_txn_header(buf, off, pos, avail):
      elen) = TXN_FIXED.unpack(fixed)
     if marker != TXN_MARKER:
         if fixed == _ZERO_FIXED:
-            raise Invalid(pos, 'zeros where a transaction header belongs',
-                          True)
+            # Not torn as such: a header sector that was never written
+            # reads so too, and recovery checks what follows.
+            raise Invalid(pos, 'zeros where a transaction header belongs')
         raise Invalid(pos, 'no transaction marker (found %r)' % (marker,))
     hlen = TXN_FIXED_SIZE + ulen + dlen + elen + 4
     if (tlen < hlen + TRAILER_SIZE + count * MIN_RECORD_SIZE

@@ -7,7 +7,6 @@ with ``TruncatedTailWarning`` by a writer, waited for by a reader), or
 damage to committed data (``CorruptionError``, never cut).
 """
 import os
-import struct
 
 from objstore.storages.file import format as fmt
 from objstore.storages.file.scan import CHUNK, PAGE, Reader, read_txn
@@ -60,36 +59,64 @@ def recover_tail(fd, path, invalid, good_end, file_end, last_tid):
     1. the file ends inside it (as its checksummed header declares), or
        everything from a sector boundary inside it to the end of the file
        reads as zeros (a file system that grew the file but never wrote
-       its last sectors), or its header or commit trailer is all zeros;
-    2. *unwritten sectors*: it is complete (header checksum good, trailer
-       agreeing with the header, and nothing but zeros after it) but its
-       transaction checksum fails, and it holds at least one whole,
-       512-byte-aligned, all-zero sector inside bytes no checksum accepts
-       (a data record whose own checksum fails, or what follows a record
-       header too damaged to walk past). ``tpc_vote`` writes the body and
-       ``tpc_finish`` the trailer, then one fsync flushes both; a power
-       loss during that fsync may leave the trailer on disk but not some
-       earlier sector of the body, which then reads as zeros. That
-       transaction was never acknowledged (its fsync never returned).
+       its last sectors), or its commit trailer is all zeros;
+    2. *unwritten sectors*: ``tpc_vote`` writes the body and
+       ``tpc_finish`` the trailer, then one fsync flushes both, and a disk
+       may write their sectors in any order; a power loss before that
+       fsync returned (the transaction was never acknowledged) can leave
+       some sectors unwritten, reading as zeros. Such a transaction is
+       recognised when every check that fails is explained by an all-zero
+       stretch that ends at a 512-byte sector boundary and starts at one,
+       or at the start of the transaction or of its trailer (where the
+       sector's earlier bytes were written before):
+
+       * its header checksum holds, or lost sectors cover part of the
+         header (from its start, or a whole sector inside it) and the
+         bytes still there begin like a header;
+       * the file ends with its commit trailer, of a length exactly
+         ``file_end - good_end`` and a tid after ``last_tid``, both
+         agreeing with the header bytes still there; the trailer's bytes
+         up to a sector boundary may read as zeros, the rest agreeing
+         with that length and the header's tid (unchecked when lost in
+         both). Or, only when lost sectors cover part of the header: the
+         file does not end with a commit marker and holds no trailer of
+         a transaction at ``good_end`` (the vote wrote the body, the
+         power went before the trailer);
+       * every range of the data records that no record checksum accepts
+         overlaps a whole, aligned, all-zero sector;
+       * when the header is known whole (its own, or with its lost bytes,
+         at most marker, tid and length, restored from the trailer), its
+         checksum holds, and so does the transaction checksum (lost
+         trailer bytes restored from the header) unless a record was
+         refused.
+
+       The previous transaction's bytes in a first sector the two share
+       were on disk before, so that transaction stays valid.
 
     Everything else raises ``CorruptionError``: a transaction whose bytes
-    are all there, commit trailer included, whose checksum fails with no
-    such zero sector is bit rot in a transaction that was committed and
-    may have been acknowledged, so it is never cut.
+    are all there, commit trailer included, whose checksum fails without
+    such zero sectors is bit rot in a transaction that was committed and
+    may have been acknowledged, so it is never cut; so is a trailer whose
+    length or tid does not fit, or a record whose checksum fails with no
+    lost sector in it, next to lost sectors or not.
 
     Why this is safe: a transaction is acknowledged only after its trailer
     is written and (with ``fsync=True``) flushed, so an acknowledged
     transaction is never incomplete in the sense of (1), and its sectors
-    are all on disk, so (2) never matches it either unless the disk lost
-    a whole sector it had confirmed. Lengths are believed only once the
-    header checksum matched, so a bit flip cannot make a complete
-    transaction look cut short; zero sectors count only where a checksum
-    refuses the bytes, so data that legitimately holds zeros does not.
-    The ambiguities left, each cut with the warning every cut gets:
-    damage that zeroes a complete last transaction from a sector boundary
-    on, or zeroes a whole sector of it, looks exactly like an unfinished
-    append; so does a bit flip in a last transaction's record whose data
-    holds an aligned sector of zeros.
+    are all on disk, so (2) never matches it either unless the disk lost a
+    sector it had confirmed. Lengths are believed only once a checksum
+    matched or the trailer's length equals the tail's, so a bit flip
+    cannot make a complete transaction look cut short; zero sectors count
+    only where a checksum refuses the bytes, so data that legitimately
+    holds zeros does not. The ambiguities left, each cut with the warning
+    every cut gets: damage that zeroes a complete last transaction from a
+    sector boundary on, or zeroes a whole sector of it, looks exactly like
+    an unfinished append; a flipped bit goes unseen inside a record that
+    also lost a sector, in the header bytes after lost header sectors
+    when more than marker, tid and length were lost, and in a record
+    before the first one whose checksum holds; and a last transaction
+    whose header lost sectors and whose commit marker was damaged too is
+    cut as one that never got its trailer.
 
     Returns the offset to cut at (``good_end``); the caller cuts and warns.
     """
@@ -101,11 +128,10 @@ def recover_tail(fd, path, invalid, good_end, file_end, last_tid):
             % (invalid.problem, later), tid=invalid.tid).error(path)
     if invalid.torn or _zero_filled(fd, invalid.offset, file_end):
         return good_end
-    zero = _unwritten_sector(fd, invalid, file_end)
-    if zero is not None:
-        invalid.problem += ('; the 512 bytes at offset %d read as zeros where'
-                            ' no checksum accepts them: sectors of an'
-                            ' append that never reached the disk' % zero)
+    lost = _lost_sectors(fd, good_end, file_end, last_tid)
+    if lost is not None:
+        invalid.problem += '; %s: sectors of an append that never reached' \
+            ' the disk' % lost
         return good_end
     raise fmt.Invalid(
         invalid.offset, '%s; the transaction is complete and was'
@@ -132,66 +158,192 @@ def _zero_filled(fd, start, end):
     return True
 
 
-def _unwritten_sector(fd, invalid, file_end):
-    """The offset of a whole aligned all-zero sector inside the bytes of
-    the complete transaction ``invalid`` names that no checksum accepts,
-    or None (rule 2 of :func:`recover_tail`)."""
-    if invalid.tlen is None:
+def _lost_sectors(fd, tpos, file_end, last_tid):
+    """Rule 2 of :func:`recover_tail`: which zeros explain the invalid last
+    transaction at ``tpos``, or None if zeros do not explain it."""
+    size = file_end - tpos
+    if size < fmt.MIN_TXN_SIZE:
         return None
-    pos, tlen = invalid.offset, invalid.tlen
-    end = pos + tlen
-    if end > file_end or os.pread(fd, file_end - end, end).strip(b'\0'):
+    buf = os.pread(fd, size, tpos)
+    if len(buf) != size:
         return None
-    buf = os.pread(fd, tlen, pos)
-    if len(buf) != tlen:
-        return None
+    said = []
     try:
-        hlen = fmt.parse_txn_header(buf, 0, pos, tlen)[7]
+        hlen = fmt.parse_txn_header(buf, 0, tpos, size)[7]
     except fmt.Invalid:
+        head = _lost_header(buf, tpos)
+        if head is None:
+            return None
+    else:
+        head = None
+        seen = buf[:20]
+    if head is not None:
+        seen = buf[:min(head[0], 20)]
+        if not fmt.TXN_MARKER.startswith(seen[:4]):
+            return None
+        said.append('its bytes from offset %d to the sector boundary at %d,'
+                    ' part of its header, read as zeros'
+                    % (tpos + head[0], tpos + head[1]))
+    end = size - fmt.TRAILER_SIZE
+    full = bytearray(buf)
+    trailer = _lost_trailer(buf, tpos, seen)
+    tid_known = True
+    if trailer is not None:
+        full[end:end + 20], tid_known = trailer
+        said.append('the first %d bytes of its commit trailer read as zeros'
+                    % (SECTOR - (tpos + end) % SECTOR))
+    elif buf[-8:-4] != fmt.COMMIT_MARKER:
+        if head is None or _trailer_in(buf, last_tid):
+            return None
+        return '%s, and no commit trailer follows' % '; '.join(said)
+    tid, tlen, _marker, crc = fmt.TRAILER.unpack_from(full, end)
+    known = fmt.TXN_MARKER + tid + _offset(tlen)
+    if tlen != size or (tid_known and (
+            (last_tid is not None and tid <= last_tid)
+            or not known.startswith(seen))):
         return None
-    for start, stop in _merged(_refused(buf, pos, hlen,
-                                        tlen - fmt.TRAILER_SIZE)):
-        sector = -(-(pos + start) // SECTOR) * SECTOR
-        while sector + SECTOR <= pos + stop:
-            if not buf[sector - pos:sector - pos + SECTOR].strip(b'\0'):
-                return sector
+    if (tid_known and head is not None and head[0] == 0
+            and head[1] <= len(known)):
+        if buf[head[1]:len(known)] != known[head[1]:]:
+            return None
+        full[:len(known)] = known
+        try:
+            hlen = fmt.parse_txn_header(full, 0, tpos, size)[7]
+        except fmt.Invalid:
+            return None
+        head = None
+    if head is None:
+        if fmt.crc32(memoryview(full)[:end + 20]) == crc:
+            return '; '.join(said) or None
+        start = hlen
+    else:
+        start = _next_record(full, tpos, head[1], end)
+        if start is None:
+            start = end
+    gaps = list(_unvouched(full, tpos, start, end))
+    if head is None and not gaps:
+        return None     # all vouched for, yet the checksum fails
+    for gap_start, gap_stop in gaps:
+        sector = _zero_sector(buf, tpos, gap_start, gap_stop)
+        if sector is None:
+            return None
+        said.append('the 512 bytes at offset %d read as zeros where no'
+                    ' checksum accepts them' % sector)
+    return '; '.join(said)
+
+
+def _lost_header(buf, tpos):
+    """``(start, stop)``: the zeros, up to a sector boundary, that cover
+    part of the header of the transaction whose bytes ``buf`` holds (file
+    offset ``tpos``), from its start or from a sector boundary inside it;
+    or None."""
+    start = None
+    if buf[0] == 0:
+        start = 0
+    else:
+        lengths = fmt.TXN_FIXED.unpack_from(buf, 0)[5:]
+        limit = min(len(buf), fmt.TXN_FIXED_SIZE + 4 + sum(lengths))
+        sector = SECTOR - tpos % SECTOR
+        while sector < limit and sector + SECTOR <= len(buf):
+            if not buf[sector:sector + SECTOR].strip(b'\0'):
+                start = sector
+                break
             sector += SECTOR
+    if start is None:
+        return None
+    zeros = len(buf) - start - len(buf[start:].lstrip(b'\0'))
+    stop = (tpos + start + zeros) // SECTOR * SECTOR - tpos
+    return (start, stop) if stop > start else None
+
+
+def _lost_trailer(buf, tpos, seen):
+    """If the file ends with a commit trailer whose bytes up to a sector
+    boundary read as zeros and whose other bytes agree with the header
+    bytes ``seen`` and the tail's length: ``(first 20 bytes, tid_known)``,
+    restored (the tid from the header, zeros if lost with it); else None."""
+    size = len(buf)
+    end = size - fmt.TRAILER_SIZE
+    lost = SECTOR - (tpos + end) % SECTOR
+    if lost >= fmt.TRAILER_SIZE or buf[end:end + lost].strip(b'\0'):
+        return None
+    tid = seen[4:12] if len(seen) >= 12 else None
+    if ((tid is None and lost < 8) or (len(seen) >= 20 and
+                                       seen[12:20] != _offset(size))):
+        return None
+    known = (tid or bytes(8)) + _offset(size) + fmt.COMMIT_MARKER
+    if buf[end + lost:end + 20] != known[lost:]:
+        return None
+    return known, tid is not None
+
+
+def _offset(n):
+    return n.to_bytes(8, 'big')
+
+
+def _zero_sector(buf, tpos, start, stop):
+    """The file offset of the first whole aligned all-zero sector of
+    ``buf`` (the file from ``tpos``) that overlaps ``buf[start:stop]``,
+    or None."""
+    sector = -(-tpos // SECTOR) * SECTOR
+    sector = max(sector, (tpos + start) // SECTOR * SECTOR)
+    while sector < tpos + stop and sector + SECTOR <= tpos + len(buf):
+        if not buf[sector - tpos:sector - tpos + SECTOR].strip(b'\0'):
+            return sector
+        sector += SECTOR
     return None
 
 
-def _merged(ranges):
-    """Ranges in order, those that touch joined (a lost sector may span the
-    end of one record and the start of the next)."""
-    current = None
-    for start, stop in ranges:
-        if current is not None and start == current[1]:
-            current = (current[0], stop)
-            continue
-        if current is not None:
-            yield current
-        current = (start, stop)
-    if current is not None:
-        yield current
+def _record_end(buf, tpos, o, end):
+    """Where the data record at ``buf[o:]`` ends if it belongs to the
+    transaction at ``tpos`` and its checksum holds, else None."""
+    if o < 0 or o + fmt.MIN_RECORD_SIZE > end:
+        return None
+    _oid, _tid, _prev, rtpos, flags, dlen = fmt.RECORD.unpack_from(buf, o)
+    d = o + fmt.RECORD_SIZE + (8 if flags & fmt.FLAG_DATA_TXN else 0)
+    stop = d + dlen + 4
+    if (rtpos != tpos or flags & ~3 or stop > end
+            or not fmt.record_crc_ok(buf[o:stop], d + dlen - o)):
+        return None
+    return stop
 
 
-def _refused(buf, tpos, start, end):
-    """Yield ``(start, stop)`` ranges of ``buf[start:end]`` (the data
-    records of the transaction at file offset ``tpos``) that no record
-    checksum accepts: each record whose checksum fails, and everything
-    from a record header that cannot be walked past to ``end``."""
+def _next_record(buf, tpos, start, end):
+    """The first offset at or after ``start`` of a data record of the
+    transaction at ``tpos`` whose checksum holds, or None."""
+    key = _offset(tpos)
+    i = buf.find(key, start + 24, end)
+    while i >= 0:
+        if _record_end(buf, tpos, i - 24, end) is not None:
+            return i - 24
+        i = buf.find(key, i + 1, end)
+    return None
+
+
+def _unvouched(buf, tpos, start, end):
+    """Yield the ``(start, stop)`` ranges of ``buf[start:end]`` that no
+    record checksum accepts, walking the records from ``start`` and past
+    damage to the next record whose checksum holds."""
     o = start
     while o < end:
-        try:
-            _oid, _tid, _prev, rtpos, flags, dlen = fmt.RECORD.unpack_from(
-                buf, o)
-        except struct.error:
-            break
-        d = o + fmt.RECORD_SIZE + (8 if flags & fmt.FLAG_DATA_TXN else 0)
-        stop = d + dlen + 4
-        if rtpos != tpos or flags & ~3 or stop > end:
-            break
-        if not fmt.record_crc_ok(buf[o:stop], d + dlen - o):
-            yield o, stop
-        o = stop
-    if o < end:
-        yield o, end
+        stop = _record_end(buf, tpos, o, end)
+        if stop is not None:
+            o = stop
+            continue
+        following = _next_record(buf, tpos, o + 1, end)
+        if following is None:
+            yield o, end
+            return
+        yield o, following
+        o = following
+
+
+def _trailer_in(buf, last_tid):
+    """Whether ``buf`` (the file from a transaction's offset on) holds a
+    commit trailer of a transaction starting there."""
+    i = buf.find(fmt.COMMIT_MARKER, 16, len(buf) - 4)
+    while i >= 0:
+        tid, tlen, _marker, _crc = fmt.TRAILER.unpack_from(buf, i - 16)
+        if tlen == i + 8 and (last_tid is None or tid > last_tid):
+            return True
+        i = buf.find(fmt.COMMIT_MARKER, i + 1, len(buf) - 4)
+    return False

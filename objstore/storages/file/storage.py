@@ -77,11 +77,13 @@ class FileStorage(BaseStorage):
     with a warning, as ZODB's FileStorage does with its checkpoint flag.
     The one fsync flushes body and trailer together, and a disk may write
     their sectors in any order: a power loss during it can leave the
-    trailer on disk but not an earlier sector, which reads as zeros. The
-    next open cuts such a last transaction (never acknowledged) with a
-    warning too: complete, checksum failing, and holding a whole aligned
-    all-zero sector where no record checksum accepts the bytes. Bit rot
-    without such a sector is never cut (see
+    trailer on disk but not an earlier sector, which reads as zeros, the
+    first one (header and all) included. The next open cuts such a last
+    transaction (never acknowledged) with a warning too, when lost
+    sectors explain every check that fails: each record whose checksum
+    fails overlaps an aligned all-zero sector, zeros from the start cover
+    the header, the trailer ending the file fits the tail's exact length
+    and comes after the last tid. Bit rot is never cut (see
     :func:`objstore.storages.file.recovery.recover_tail`).
     Oids ``new_oid`` handed out stay reserved across a clean close (the
     checkpoint keeps the counter); after a crash, those never stored since
@@ -424,6 +426,11 @@ class FileStorage(BaseStorage):
             return
         try:
             fsio.truncate(self._fd, self._pos)
+            if self._fsync:
+                # Durable before the next commit reuses the space: else a
+                # sector of it lost in a power loss could read back as
+                # these bytes rather than as zeros, which recovery needs.
+                fsio.fsync(self._fd)
         except Exception:
             # The bytes have no trailer, so no reader or recovery takes
             # them for a transaction; but the next commit must not write
