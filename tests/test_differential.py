@@ -135,13 +135,12 @@ def op_set_attribute(world, c, key, attribute, value):
     return 'set'
 
 
-def op_set_key(world, c, key, item_key, value, as_object, in_trees):
-    """Set a key of a mapping or tree; ``as_object``: to a new Item (in an
-    OOBTree only when ``in_trees``)."""
+def op_set_key(world, c, key, item_key, value, as_object):
+    """Set a key of a mapping or tree; ``as_object``: to a new Item."""
     obj = world.root(c).get(key)
     if not isinstance(obj, (PersistentMapping, OOBTree)):
         return 'no mapping'
-    if as_object and (in_trees or not isinstance(obj, OOBTree)):
+    if as_object:
         value = zodb_app.Item(x=value)
     obj[item_key] = value
     return len(obj)
@@ -331,7 +330,7 @@ class Differential(RuleBasedStateMachine):
     @rule(c=conn_no, key=root_key, item_key=st.sampled_from(ITEM_KEYS),
           value=small, as_object=st.booleans())
     def set_key(self, c, key, item_key, value, as_object):
-        self.run(op_set_key, c, key, item_key, value, as_object, False)
+        self.run(op_set_key, c, key, item_key, value, as_object)
 
     @rule(c=conn_no, key=root_key, item_key=st.sampled_from(ITEM_KEYS))
     def del_key(self, c, key, item_key):
