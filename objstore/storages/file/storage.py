@@ -15,7 +15,8 @@ transaction at the end of the log means), ``index`` (the
 oid index and its checkpoint files), ``fsio`` (every write, fsync,
 truncate and rename: the crash tests' seams), ``lock`` (the writer lock),
 ``log`` (opening, recovery, checkpoints, following a writer),
-``history`` (history, undo, the undo log), ``pack``.
+``revisions`` (walking back to an earlier revision), ``history``
+(history, undo, the undo log), ``pack``.
 """
 import logging
 import os
@@ -33,6 +34,7 @@ from objstore.storages.file.index import OidIndex
 from objstore.storages.file import lock as lock_mod
 from objstore.storages.file import log
 from objstore.storages.file import pack as pack_mod
+from objstore.storages.file import revisions
 from objstore.storages.file import scan
 
 logger = logging.getLogger(__name__)
@@ -190,23 +192,16 @@ class FileStorage(BaseStorage):
         return data, tid
 
     def loadBefore(self, oid, tid):  # ZODB's protocol name
-        read = scan.read_record
         with self._lock:
             self._check_open()
             pos = self._index.get(oid)
             if pos is None:
                 raise errors.POSKeyError(oid)
-            fd, path, limit = self._fd, self._path, self._pos
-            end = None
-            while True:
-                rtid, prev, _tpos, flags, _dt, data = read(fd, path, pos, oid,
-                                                           limit)
-                if rtid < tid:
-                    break
-                if not prev:
-                    return None
-                end = rtid
-                pos = prev
+            found = revisions.revision_before(self._fd, self._path, pos, oid,
+                                              tid, self._pos)
+        if found is None:
+            return None
+        rtid, flags, data, end = found
         if flags & fmt.FLAG_DELETED:
             raise errors.POSKeyError(oid)
         return data, rtid, end
@@ -223,14 +218,13 @@ class FileStorage(BaseStorage):
         with self._lock:
             self._check_open()
             pos = self._index.get(oid)
-            while pos:
-                rtid, prev, _tpos, flags, _dt, data = self._read(pos, oid)
-                if rtid == serial:
-                    return True, None if flags & fmt.FLAG_DELETED else data
-                if rtid < serial:
-                    break
-                pos = prev
-        return False, None
+            if pos is None:
+                return False, None
+            found = revisions.revision_at(self._fd, self._path, pos, oid,
+                                          serial, self._pos)
+        if found is None:
+            return False, None
+        return True, None if found[1] & fmt.FLAG_DELETED else found[2]
 
     def _committed_serial(self, oid):
         """Serial of the current revision of ``oid``, None if it has none
