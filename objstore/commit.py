@@ -98,57 +98,66 @@ class DataManager:
 
     def _store_registered(self, target, meta):
         """Write every changed object, and the new objects they reach, to
-        ``target`` (the storage instance, or the savepoint store)."""
+        ``target`` (the storage instance, or the savepoint store).
+
+        Each registered object is stored, then the new objects its record
+        refers to, depth first, before the next registered one. This is
+        the commit loop of every object: names are bound locally.
+        """
         self._check_writable('commit changes')
         writer = ObjectWriter(self)
-        done = set()
-        index = 0
-        # The list can grow while we store: __getstate__ may add objects.
-        while index < len(self._registered):
-            obj = self._registered[index]
-            index += 1
-            if obj._p_jar is not self:
-                raise errors.InvalidObjectReference(
-                    '%s %s was registered with a connection it does not'
-                    ' belong to' % (class_path(obj), oid_repr(obj._p_oid)))
-            oid = obj._p_oid
-            if oid not in self._added and (oid in done or not obj._p_changed):
-                continue
-            self._store_object(obj, writer, target, meta, done)
-
-    def _store_object(self, obj, writer, target, meta, done):
-        # The commit loop of every object: names are bound locally.
-        cache = self._cache
-        creating = self._creating
-        added = self._added
-        modified = self._modified
-        read_current = self._read_current
-        new_objects = writer.new_objects
         serialize = writer.serialize
+        new_objects = writer.new_objects
         store = target.store
         to_savepoint = target is self._savepoints
-        pending = [obj]
-        while pending:
-            obj = pending.pop()
-            oid = obj._p_oid
-            if oid in done:
-                continue
-            seen = len(new_objects)
+        cache = self._cache
+        cache_get = cache.get
+        estimate = cache.update_object_size_estimation
+        registered = self._registered
+        added = self._added
+        creating = self._creating
+        modified = self._modified
+        read_current = self._read_current
+        done = set()
+        pending = []        # new objects found, not stored yet
+        index = 0
+        while True:
+            if pending:
+                obj = pending.pop()
+                oid = obj._p_oid
+                if oid in done:
+                    continue
+            elif index < len(registered):
+                # The list can grow while we store: __getstate__ may
+                # change (and so register) other objects.
+                obj = registered[index]
+                index += 1
+                if obj._p_jar is not self:
+                    raise errors.InvalidObjectReference(
+                        '%s %s was registered with a connection it does not'
+                        ' belong to' % (class_path(obj),
+                                        oid_repr(obj._p_oid)))
+                oid = obj._p_oid
+                if oid not in added and (oid in done or not obj._p_changed):
+                    continue
+            else:
+                break
             data = serialize(obj)
-            if len(new_objects) > seen:
-                for new in new_objects[seen:]:
+            if new_objects:
+                for new in new_objects:
                     creating[new._p_oid] = new
-                    pending.append(new)
+                pending.extend(new_objects)
+                del new_objects[:]
             if oid in added:
                 creating[oid] = added.pop(oid)
             elif oid not in creating:
                 modified.append(oid)
             store(oid, obj._p_serial, data, '', meta)
             done.add(oid)
-            if cache.get(oid) is None:
+            if cache_get(oid) is None:
                 cache[oid] = obj
             size = len(data)
-            cache.update_object_size_estimation(oid, size)
+            estimate(oid, size)
             obj._p_estimated_size = size
             if read_current:
                 read_current.pop(oid, None)
@@ -267,9 +276,10 @@ class DataManager:
     def tpc_finish(self, transaction):
         """Make the transaction permanent; the stored objects are current."""
         tid = self._storage.tpc_finish(transaction.data(self), _no_callback)
+        cache_get = self._cache.get
         for oids in (self._modified, self._creating):
             for oid in oids:
-                obj = self._cache.get(oid)
+                obj = cache_get(oid)
                 if obj is not None and obj._p_changed is not None:
                     obj._p_changed = False
                     obj._p_serial = tid

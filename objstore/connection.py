@@ -227,7 +227,8 @@ class Connection(DataManager):
 
     def new_oid(self):
         """A new oid from the storage."""
-        self._check_writable('create objects')
+        if self.before is not None:
+            self._check_writable('create objects')
         return self._storage.new_oid()
 
     def add(self, obj):

@@ -127,14 +127,20 @@ class _Writing(_Delegating):
     _undone = None      # oids undo rewrote: reported to everyone
 
     new_oid = _pass('new_oid')
+    _store = _pass('store')
     checkCurrentSerialInTransaction = _pass('checkCurrentSerialInTransaction')
 
     def __init__(self, storage):
         super().__init__(storage)
-        if IStorage.providedBy(storage):
-            # objstore's storages raise objstore's errors already: the
-            # per-object call skips the translating wrapper.
-            self.new_oid = storage.new_oid
+        # The calls made once per object, bound now. objstore's storages
+        # raise objstore's errors already: theirs skip the translating
+        # wrapper.
+        direct = IStorage.providedBy(storage)
+        for name, method in (('new_oid', getattr(storage, 'new_oid', None)),
+                             ('_store', getattr(storage, 'store', None))):
+            if method is not None:
+                setattr(self, name,
+                        method if direct else passing_errors(method))
 
     @passing_errors
     def tpc_begin(self, transaction, tid=None):
@@ -149,9 +155,8 @@ class _Writing(_Delegating):
         self._txn = transaction
         self._written, self._undone = set(), set()
 
-    @passing_errors
     def store(self, oid, serial, data, version, transaction):
-        self._storage.store(oid, serial, data, version, transaction)
+        self._store(oid, serial, data, version, transaction)
         self._written.add(oid)
 
     @passing_errors

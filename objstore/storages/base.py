@@ -304,7 +304,8 @@ class BaseStorage:
         return result[1]
 
     def new_oid(self):
-        self._check_writable()
+        if self._closed or self._read_only:
+            self._check_writable()
         with self._lock:
             self._oid += 1
             return p64(self._oid)

@@ -7,13 +7,18 @@ databases use it: it is fast, and gone with the process.
 The state, guarded by ``self._lock``:
 
 * ``_data``: oid -> ``OOBucket`` of tid -> record bytes, or None for a
-  deletion record (``deleteObject``, an undone creation);
-* ``_transactions``: tid -> ``(TransactionMeta, tuple of DataRecord)``;
-  entries are replaced, never changed in place, so an iterator over a
-  snapshot of this mapping keeps seeing the storage as it was;
-* ``_tdata``: the transaction being committed, oid -> ``(data, data_txn)``.
+  deletion record (``deleteObject``, an undone creation); a dict, since
+  loads and commits look oids up one at a time;
+* ``_oids``: the oids of ``_data`` in order (an ``OOTreeSet``), for
+  ``record_iternext``;
+* ``_transactions``: tid -> ``(TransactionMeta, records)``, ``records``
+  the transaction's oid -> ``(data, data_txn)`` in store order; entries
+  are replaced, never changed in place, so an iterator over a snapshot of
+  this mapping keeps seeing the storage as it was;
+* ``_tdata``: the transaction being committed, oid -> ``(data, data_txn)``;
+  at ``tpc_finish`` it becomes the transaction's ``records``.
 """
-from BTrees.OOBTree import OOBTree, OOBucket
+from BTrees.OOBTree import OOBTree, OOBucket, OOTreeSet
 from zope.interface import implementer
 
 from objstore import conflict, errors
@@ -50,7 +55,8 @@ class MemoryStorage(BaseStorage):
     def __init__(self, name='MemoryStorage', pack_gc=True):
         super().__init__(name)
         self._pack_gc = pack_gc
-        self._data = OOBTree()
+        self._data = {}
+        self._oids = OOTreeSet()
         self._transactions = OOBTree()
         self._history_start = z64   # the newest status 'p' transaction
         self._tdata = self._resolved = None
@@ -141,7 +147,8 @@ class MemoryStorage(BaseStorage):
         """Discard all data and any transaction in progress."""
         with self._lock:
             self._closed = True
-            self._data = OOBTree()
+            self._data = {}
+            self._oids = OOTreeSet()
             self._transactions = OOBTree()
             if self._transaction is not None:
                 # The committer's next call fails: store as closed,
@@ -171,22 +178,26 @@ class MemoryStorage(BaseStorage):
         A stale ``serial`` is resolved through ``objstore.conflict`` (the
         oid is then reported by ``tpc_vote``) or raises ConflictError.
         """
-        self._check_write(transaction, version)
-        with self._lock:
-            self._note_oid(oid)
-            current = self._current(oid)
+        if transaction is not self._transaction or self._closed or version:
+            self._check_write(transaction, version)
+        if u64(oid) > self._oid:
+            with self._lock:
+                self._note_oid(oid)
+        # No self._lock for reading: the commit lock keeps every other
+        # writer (commit, pack) out, so the committed revisions stay as
+        # they are until tpc_finish, also while a class merges.
         serial = serial or z64
-        if current is not None and current[0] != serial:
-            committed, committed_data = current
-            if committed_data is None:
-                raise errors.ConflictError(
-                    'the object was deleted by a later transaction',
-                    oid=oid, serials=(committed, serial), data=data)
-            # No self._lock here: the commit lock already keeps the
-            # committed revision from changing while the class merges.
-            data = conflict.resolve(oid, committed, serial, data,
-                                    self.loadSerial)
-            self._resolved.append(oid)
+        revisions = self._data.get(oid)
+        if revisions is not None:
+            committed = revisions.maxKey()
+            if committed != serial:
+                if revisions[committed] is None:
+                    raise errors.ConflictError(
+                        'the object was deleted by a later transaction',
+                        oid=oid, serials=(committed, serial), data=data)
+                data = conflict.resolve(oid, committed, serial, data,
+                                        self.loadSerial)
+                self._resolved.append(oid)
         self._tdata[oid] = (data, None)
 
     def _vote(self, transaction):
@@ -194,14 +205,14 @@ class MemoryStorage(BaseStorage):
         return list(self._resolved)
 
     def _finish(self, tid):
-        records = []
-        for oid, (data, data_txn) in self._tdata.items():
+        records = self._tdata
+        for oid, (data, _) in records.items():
             revisions = self._data.get(oid)
             if revisions is None:
                 revisions = self._data[oid] = OOBucket()
+                self._oids.add(oid)
             revisions[tid] = data
-            records.append(DataRecord(oid, tid, data, data_txn))
-        self._transactions[tid] = (self._meta, tuple(records))
+        self._transactions[tid] = (self._meta, records)
         self._tdata = self._resolved = None
         if self._meta.status == 'p':
             self._history_start = tid
@@ -273,6 +284,7 @@ class MemoryStorage(BaseStorage):
             revisions = self._data[oid]
             if oldest is None:
                 del self._data[oid]
+                self._oids.remove(oid)
             else:
                 for tid in list(revisions.keys(max=oldest, excludemax=True)):
                     del revisions[tid]
@@ -285,8 +297,8 @@ class MemoryStorage(BaseStorage):
         newest = self._transactions.maxKey()
         for tid, (meta, records) in list(self._transactions.items(
                 max=stop, excludemax=True)):
-            kept = tuple(r for r in records if r.oid in self._data
-                         and tid in self._data[r.oid])
+            kept = {oid: record for oid, record in records.items()
+                    if oid in self._data and tid in self._data[oid]}
             if kept or tid == newest:
                 self._transactions[tid] = (TransactionMeta(
                     tid, meta.user, meta.description, meta.extension_bytes,
@@ -311,7 +323,9 @@ class MemoryStorage(BaseStorage):
         self._check_open()
         with self._lock:
             snapshot = list(self._transactions.values(start, stop))
-        return (TransactionRecord(meta, list(records))
+        return (TransactionRecord(meta, [
+                    DataRecord(oid, meta.tid, data, data_txn)
+                    for oid, (data, data_txn) in records.items()])
                 for meta, records in snapshot)
 
     # -- IStorageCurrentRecordIteration -----------------------------------
@@ -322,7 +336,7 @@ class MemoryStorage(BaseStorage):
         self._check_open()
         found = None
         with self._lock:
-            for oid in self._data.keys(next or z64):
+            for oid in self._oids.keys(next or z64):
                 tid, data = self._current(oid)
                 if data is None:
                     continue
@@ -396,10 +410,10 @@ class MemoryStorage(BaseStorage):
                     'transaction %s is unknown or packed away'
                     % errors.oid_repr(transaction_id))
             changes, failures = {}, []
-            for record in entry[1]:
+            for oid, (data, _) in entry[1].items():
                 try:
-                    changes[record.oid] = self._undo_record(
-                        record.oid, transaction_id, record.data)
+                    changes[oid] = self._undo_record(
+                        oid, transaction_id, data)
                 except errors.UndoError as exc:
                     failures.append(exc)
         if len(failures) == 1:
@@ -449,10 +463,8 @@ class MemoryStorage(BaseStorage):
 
     def _data_txn(self, oid, tid):
         """The ``data_txn`` of ``oid``'s record in transaction ``tid``."""
-        for record in self._transactions[tid][1]:
-            if record.oid == oid:
-                return record.data_txn
-        return None
+        record = self._transactions[tid][1].get(oid)
+        return None if record is None else record[1]
 
     # -- IStorageRestoreable ----------------------------------------------
 
