@@ -27,7 +27,8 @@ from objstore.interfaces import (
     IExternalGC, IMVCCStorage, IStorage, IStorageIteration, IStorageUndoable,
     IStorageWrapper, ReadVerifyingStorage)
 # is_mvcc and translating are part of this module's API (the DB uses them).
-from objstore.foreign import is_mvcc, passing_errors, provides, translating
+from objstore.foreign import (
+    is_mvcc, passing_errors, provides, translate, translating)
 from objstore.serialize import references as _references
 
 __all__ = ['MVCCAdapter', 'MVCCInstance', 'HistoricalInstance',
@@ -45,6 +46,15 @@ def p64(n):
 
 def u64(b):
     return int.from_bytes(b, 'big')
+
+
+def _raise_ours(exc):
+    """Raise what a ZODB storage raised as objstore's exception (``exc``
+    itself when it has no objstore counterpart); call it in ``except``."""
+    ours = translate(exc)
+    if ours is None:
+        raise exc
+    raise ours from exc
 
 
 def _pass(name):
@@ -126,21 +136,25 @@ class _Writing(_Delegating):
     _written = None     # oids stored or deleted: reported to the others
     _undone = None      # oids undo rewrote: reported to everyone
 
-    new_oid = _pass('new_oid')
-    _store = _pass('store')
     checkCurrentSerialInTransaction = _pass('checkCurrentSerialInTransaction')
 
     def __init__(self, storage):
         super().__init__(storage)
-        # The calls made once per object, bound now. objstore's storages
-        # raise objstore's errors already: theirs skip the translating
-        # wrapper.
-        direct = IStorage.providedBy(storage)
-        for name, method in (('new_oid', getattr(storage, 'new_oid', None)),
-                             ('_store', getattr(storage, 'store', None))):
-            if method is not None:
-                setattr(self, name,
-                        method if direct else passing_errors(method))
+        # new_oid and store are called once per object. Their bound methods
+        # are looked up once (ZODB's MappingStorage makes a new one at each
+        # lookup), and ZODB's errors are translated without the frame of
+        # a wrapper (a try costs nothing until it catches); objstore's
+        # storages raise objstore's errors, so their new_oid is used as is.
+        self._new_oid = getattr(storage, 'new_oid', None)
+        self._store = getattr(storage, 'store', None)
+        if IStorage.providedBy(storage):
+            self.new_oid = storage.new_oid
+
+    def new_oid(self):
+        try:
+            return self._new_oid()
+        except Exception as exc:
+            _raise_ours(exc)
 
     @passing_errors
     def tpc_begin(self, transaction, tid=None):
@@ -156,7 +170,10 @@ class _Writing(_Delegating):
         self._written, self._undone = set(), set()
 
     def store(self, oid, serial, data, version, transaction):
-        self._store(oid, serial, data, version, transaction)
+        try:
+            self._store(oid, serial, data, version, transaction)
+        except Exception as exc:
+            _raise_ours(exc)
         self._written.add(oid)
 
     @passing_errors

@@ -10,7 +10,9 @@ The state, guarded by ``self._lock``:
   deletion record (``deleteObject``, an undone creation); a dict, since
   loads and commits look oids up one at a time;
 * ``_oids``: the oids of ``_data`` in order (an ``OOTreeSet``), for
-  ``record_iternext``;
+  ``record_iternext``; commits append the oids they create to
+  ``_new_oids``, sorted in when the order is needed (a BTree insert per
+  new object would slow every commit down for the sake of a rare call);
 * ``_transactions``: tid -> ``(TransactionMeta, records)``, ``records``
   the transaction's oid -> ``(data, data_txn)`` in store order; entries
   are replaced, never changed in place, so an iterator over a snapshot of
@@ -57,11 +59,19 @@ class MemoryStorage(BaseStorage):
         self._pack_gc = pack_gc
         self._data = {}
         self._oids = OOTreeSet()
+        self._new_oids = []
         self._transactions = OOBTree()
         self._history_start = z64   # the newest status 'p' transaction
         self._tdata = self._resolved = None
 
     # -- IStorage: reading ------------------------------------------------
+
+    def _ordered_oids(self):
+        """``_oids``, with ``_new_oids`` sorted in first."""
+        if self._new_oids:
+            self._oids.update(self._new_oids)
+            self._new_oids = []
+        return self._oids
 
     def _current(self, oid):
         """``(tid, data)`` of the committed revision of ``oid``, or None."""
@@ -149,6 +159,7 @@ class MemoryStorage(BaseStorage):
             self._closed = True
             self._data = {}
             self._oids = OOTreeSet()
+            self._new_oids = []
             self._transactions = OOBTree()
             if self._transaction is not None:
                 # The committer's next call fails: store as closed,
@@ -210,7 +221,7 @@ class MemoryStorage(BaseStorage):
             revisions = self._data.get(oid)
             if revisions is None:
                 revisions = self._data[oid] = OOBucket()
-                self._oids.add(oid)
+                self._new_oids.append(oid)
             revisions[tid] = data
         self._transactions[tid] = (self._meta, records)
         self._tdata = self._resolved = None
@@ -284,7 +295,7 @@ class MemoryStorage(BaseStorage):
             revisions = self._data[oid]
             if oldest is None:
                 del self._data[oid]
-                self._oids.remove(oid)
+                self._ordered_oids().remove(oid)
             else:
                 for tid in list(revisions.keys(max=oldest, excludemax=True)):
                     del revisions[tid]
@@ -336,7 +347,7 @@ class MemoryStorage(BaseStorage):
         self._check_open()
         found = None
         with self._lock:
-            for oid in self._oids.keys(next or z64):
+            for oid in self._ordered_oids().keys(next or z64):
                 tid, data = self._current(oid)
                 if data is None:
                     continue
