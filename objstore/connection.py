@@ -323,7 +323,11 @@ class Connection(DataManager):
                                                     oid_repr(obj._p_oid)))
         if obj._p_oid in self._added:
             return
-        self._register(obj)
+        # _register, inlined: persistent calls this for every changed object.
+        if self._needs_to_join:
+            self.transaction_manager.get().join(self)
+            self._needs_to_join = False
+        self._registered.append(obj)
 
     def _register(self, obj):
         # Join first: joining after a savepoint makes the transaction
