@@ -310,9 +310,19 @@ class DB:
         return references(record, oids)
 
     def invalidateCache(self):
-        """Drop every connection's cached state at its next transaction."""
+        """Every connection drops its cached state at its next transaction
+        start; changes of a running transaction are kept until then."""
+        invalidate_cache = getattr(self._mvcc, 'invalidateCache', None)
+        if invalidate_cache is not None:
+            invalidate_cache()
+            return
+        # A natively MVCC storage polls its own instances; the views of
+        # ZODB's (objstore.foreign) can be told to report "everything".
         for connection in self._all_connections():
-            connection._cache.invalidate(list(connection._cache.cache_data))
+            drop = getattr(connection._storage, 'drop_cache_at_next_poll',
+                           None)
+            if drop is not None:
+                drop()
 
     def invalidate(self, tid, oids):
         """Storages that call this are polled anyway; nothing to do here."""

@@ -91,6 +91,22 @@ class _Translating:
             return passing_errors(make)
         return passing_errors(attr)
 
+    _drop_cache = False
+
+    def drop_cache_at_next_poll(self):
+        """Make the next ``poll_invalidations()`` return None (drop the
+        whole cache): what ``DB.invalidateCache`` asks of an instance."""
+        self._drop_cache = True
+
+    def poll_invalidations(self):
+        """The storage's poll, translated; None once after
+        ``drop_cache_at_next_poll``."""
+        changed = passing_errors(self._storage.poll_invalidations)()
+        if self._drop_cache:
+            self._drop_cache = False
+            return None
+        return changed
+
     def __len__(self):
         return len(self._storage)
 
