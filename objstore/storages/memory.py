@@ -189,6 +189,8 @@ class MemoryStorage(BaseStorage):
         A stale ``serial`` is resolved through ``objstore.conflict`` (the
         oid is then reported by ``tpc_vote``) or raises ConflictError.
         """
+        # The checks of _check_write, in one test on the common path (a
+        # read-only storage has no current transaction: tpc_begin refused).
         if transaction is not self._transaction or self._closed or version:
             self._check_write(transaction, version)
         if u64(oid) > self._oid:
