@@ -29,7 +29,7 @@ from objstore.commit import TransactionMeta, claim_commit, describe_tid
 from objstore.connection import Connection
 from objstore.interfaces import IDatabase
 from objstore.serialize import dumps_record, references
-from objstore.storages.base import p64, u64, z64
+from objstore.storages.base import maxtid, p64, u64, z64
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,8 @@ class DB:
         if at is not None and before is not None:
             raise ValueError('give at or before, not both')
         if at is not None:
-            before = p64(u64(tid_of(at)) + 1)
+            # The last tid has no successor: "at" it is "before" it.
+            before = p64(min(u64(tid_of(at)) + 1, u64(maxtid)))
         elif before is not None:
             before = tid_of(before)
         with self._lock:

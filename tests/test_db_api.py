@@ -186,3 +186,13 @@ def test_a_commit_of_another_process_is_seen_at_the_next_transaction(
         connection.close()
     finally:
         reader.close()
+
+
+def test_open_at_the_largest_tid_shows_the_current_state(db, conn):
+    conn.root.item = Item(a=1)
+    conn.transaction_manager.commit()
+    past = db.open(at=b'\xff' * 8)
+    try:
+        assert past.root.item.a == 1
+    finally:
+        past.close()
