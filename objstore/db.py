@@ -294,6 +294,11 @@ class DB:
         ``user_name`` and ``description`` are text here (bytes in the
         storage)."""
         oid = getattr(oid_or_obj, '_p_oid', oid_or_obj)
+        if not isinstance(oid, bytes) or len(oid) != 8:
+            raise errors.InvalidArgumentError(
+                'history() takes a stored object or an 8-byte oid, not %r%s'
+                % (oid_or_obj, ' (it has no oid until a commit stores it)'
+                   if oid is None else ''))
         return _as_text(self.storage.history(oid, size))
 
     def pack(self, t=None, days=0):

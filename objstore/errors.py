@@ -228,3 +228,7 @@ class BrokenModified(ObjstoreError, TypeError):
 
     A ``TypeError`` as in ZODB, so code catching ZODB's error still works.
     """
+
+
+class InvalidArgumentError(ObjstoreError, ValueError):
+    """A call got an argument it cannot use; the message says which and why."""

@@ -196,3 +196,19 @@ def test_open_at_the_largest_tid_shows_the_current_state(db, conn):
         assert past.root.item.a == 1
     finally:
         past.close()
+
+
+def test_history_of_an_object_never_stored_says_so():
+    import pytest
+    from persistent.mapping import PersistentMapping
+    from objstore import errors
+    from objstore.db import DB
+    db = DB(None)
+    try:
+        with pytest.raises(errors.InvalidArgumentError,
+                           match='no oid until a commit stores it'):
+            db.history(PersistentMapping())
+        with pytest.raises(ValueError):
+            db.history('not an oid')
+    finally:
+        db.close()
