@@ -199,9 +199,7 @@ def test_open_at_the_largest_tid_shows_the_current_state(db, conn):
 
 
 def test_history_of_an_object_never_stored_says_so():
-    import pytest
     from persistent.mapping import PersistentMapping
-    from objstore import errors
     from objstore.db import DB
     db = DB(None)
     try:
