@@ -336,8 +336,12 @@ def test_every_single_bit_flip_in_the_checkpoint_is_harmless(
 #
 # loadBefore and loadSerial checksum only the record they return and the
 # one after it in the object's chain; the records passed over before
-# those get a header check. These damage one record header in place and
-# check what each kind of damage leads to.
+# those get a header check. The current record's tid and back pointer
+# come from the index (built from checksummed bytes), so the walk starts
+# at the record before the current one. These damage one record header
+# in place, after the checkpoint was written (opening without it would
+# find the damage in the scan), and check what each kind of damage leads
+# to.
 
 def chain(tmp_path, revisions=4):
     """A file with ``revisions`` revisions of oid 1 (one transaction each),
@@ -403,24 +407,24 @@ def assert_damage_named_or_right(path, tids, damaged, expected):
 
 def test_a_back_pointer_skipping_a_revision_is_never_followed_to_its_data(
         tmp_path):
-    # The pointer of the current record leads to the revision before its
-    # real predecessor: a record of the same oid with an older tid, so
-    # the header checks pass; the checksum of the current record (the
-    # successor of what would be returned) catches it.
+    # The pointer of the record before the current one leads to the
+    # revision before its real predecessor: a record of the same oid with
+    # an older tid, so the header checks pass; the checksum of the
+    # damaged record (the successor of what would be returned) catches it.
     path, tids, offsets = chain(tmp_path)
     expected = reads(path, tids)
-    patch(path, offsets[3], PREV, offsets[1])
+    patch(path, offsets[2], PREV, offsets[0])
     got = reads(path, tids)
-    assert_damage_named_or_right(path, tids, offsets[3], expected)
-    assert got[2][0] == 'raised'        # as of revision 2: never v1's data
+    assert_damage_named_or_right(path, tids, offsets[2], expected)
+    assert got[1][0] == 'raised'        # as of revision 1: never v0's data
 
 
 def test_a_back_pointer_cut_to_zero_does_not_end_the_history(tmp_path):
     path, tids, offsets = chain(tmp_path)
     expected = reads(path, tids)
-    patch(path, offsets[3], PREV, 0)
+    patch(path, offsets[2], PREV, 0)
     got = reads(path, tids)
-    assert_damage_named_or_right(path, tids, offsets[3], expected)
+    assert_damage_named_or_right(path, tids, offsets[2], expected)
     assert got[0][0] == got[4][0] == 'raised'   # never "no such revision"
 
 
@@ -433,20 +437,39 @@ def test_a_damaged_tid_is_never_returned_as_the_end_of_a_revision(tmp_path):
     assert reads(path, tids)[1][0] == 'raised'  # revision 1 ends at it
 
 
+def _flip_data_byte(path, pos):
+    with open(path, 'r+b') as f:
+        f.seek(pos + fmt.RECORD_SIZE + 3)
+        byte = f.read(1)
+        f.seek(pos + fmt.RECORD_SIZE + 3)
+        f.write(bytes([byte[0] ^ 1]))
+
+
 def test_damage_in_a_record_passed_over_is_harmless(tmp_path):
-    # A flipped data byte in the current record: reading two revisions
-    # back passes over it with a header check only and returns the right
-    # revision; reading the one just before it checksums it and says so.
+    # A flipped data byte in the record before the current one: reading
+    # two revisions before the current one passes over it with a header
+    # check only and returns the right revision; reading the one just
+    # before it checksums it and says so.
     path, tids, offsets = chain(tmp_path)
     expected = reads(path, tids)
-    with open(path, 'r+b') as f:
-        f.seek(offsets[3] + fmt.RECORD_SIZE + 3)
-        byte = f.read(1)
-        f.seek(offsets[3] + fmt.RECORD_SIZE + 3)
-        f.write(bytes([byte[0] ^ 1]))
+    _flip_data_byte(path, offsets[2])
     got = reads(path, tids)
-    assert got[0] == expected[0] and got[1] == expected[1]
-    assert got[2][0] == 'raised' and got[2][1].offset == offsets[3]
+    assert got[0] == expected[0]
+    assert got[1][0] == 'raised' and got[1][1].offset == offsets[2]
+    assert_damage_named_or_right(path, tids, offsets[2], expected)
+
+
+def test_damage_in_the_current_record_only_affects_reading_it(tmp_path):
+    # The index stands for the current record's tid and back pointer, so
+    # reading an earlier revision never reads the current record; reading
+    # the current revision checksums it.
+    path, tids, offsets = chain(tmp_path)
+    expected = reads(path, tids)
+    _flip_data_byte(path, offsets[3])
+    patch(path, offsets[3], PREV, offsets[1])
+    got = reads(path, tids)
+    assert got[:3] == expected[:3]
+    assert got[3][0] == 'raised' and got[3][1].offset == offsets[3]
     assert_damage_named_or_right(path, tids, offsets[3], expected)
 
 
@@ -454,8 +477,9 @@ def test_a_back_pointer_into_another_object_names_the_pointing_record(
         tmp_path):
     path, tids, offsets = chain(tmp_path)
     expected = reads(path, tids)
-    patch(path, offsets[3], PREV, offsets[2] + 5)
-    assert_damage_named_or_right(path, tids, offsets[3], expected)
+    patch(path, offsets[2], PREV, offsets[1] + 5)
+    assert_damage_named_or_right(path, tids, offsets[2], expected)
+    assert reads(path, tids)[0][0] == 'raised'
 
 
 @settings(max_examples=100, deadline=None)

@@ -298,8 +298,9 @@ def encode_transaction(tpos, tid, status, user, description, extension,
     ``records`` yields ``(oid, (serial, data, data_txn, prev))``, each oid
     once: data None for a deletion record, ``prev`` the offset of the
     oid's previous record (0 if none). Returns ``(body, trailer,
-    offsets)``: the bytes up to the trailer, the trailer that commits
-    them, and each record's offset by oid.
+    entries)``: the bytes up to the trailer, the trailer that commits
+    them, and the index entry of each record by oid, ``(offset, serial,
+    prev)``.
     """
     parts = [None]
     append = parts.append
@@ -308,7 +309,7 @@ def encode_transaction(tpos, tid, status, user, description, extension,
     pack = RECORD.pack
     pack_crc = CRC.pack
     for oid, (serial, data, data_txn, prev) in records:
-        offsets[oid] = here
+        offsets[oid] = (here, serial, prev)
         flags = 0
         if data is None:
             flags = FLAG_DELETED

@@ -89,9 +89,9 @@ def _current_at(fd, end, pack_tid, referencesf):
         buf = txn.buf
         if txn.tid < pack_tid:
             found = {}
-            for (pos, oid, _tid, _prev, flags, _dt, _ds,
+            for (pos, oid, tid, prev, flags, _dt, _ds,
                  _de) in txn.records():
-                found[oid] = pos
+                found[oid] = (pos, tid, prev)
                 if flags & fmt.FLAG_DELETED:
                     deleted.add(oid)
                 elif deleted:

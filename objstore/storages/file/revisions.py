@@ -2,24 +2,33 @@
 
 Each data record holds the offset of the object's previous record (the
 back pointer), so the revision current at an earlier moment is found by
-following pointers from the current record, newest first. The format has
-no checksum of a record's header alone: the record's CRC covers header
-and data together. Checking that CRC on every record passed over costs
-a checksum of the whole record and the copy of its data each time, so
-the walk checks most of them less, and still never trusts what it did
-not check:
+following pointers, newest first. The first hop needs no read: the oid
+index keeps, beside the offset of the current record, its tid and back
+pointer (:class:`~objstore.storages.file.index.OidIndex`), taken when the
+index was built from checksummed bytes (the commit that wrote the
+record, or a scan that verified its transaction's checksum). So when the
+current revision is too new, the walk starts at the record before it,
+and the revision one back costs one read of one record.
+
+The format has no checksum of a record's header alone: the record's CRC
+covers header and data together. Checking that CRC on every record
+passed over costs a checksum of the whole record and the copy of its
+data each time, so the walk checks most of them less, and still never
+trusts what it did not check:
 
 - Every record passed over gets a structural check of its header: the
   oid asked for, known flags, a back pointer and a transaction offset
   before the record, the record inside the committed log, a tid below
-  the one of the record visited before it.
-- The answer rests only on fully checksummed records: the record whose
-  data is returned, and the record visited just before it (its
-  successor), whose checksum vouches for its tid (returned as ``end``)
-  and for its back pointer (so the two are consecutive revisions,
-  whatever way led to the successor). When the walk finds no revision
-  early enough, the oldest record, whose back pointer is 0, is
-  checksummed before that answer is given.
+  the one of the record visited before it (or of the index entry).
+- The answer rests only on checksummed bytes: the record whose data is
+  returned, and its successor, whose checksum vouches for its tid
+  (returned as ``end``) and for its back pointer (so the two are
+  consecutive revisions, whatever way led to the successor). When the
+  successor is the current record, the index entry stands for it: its
+  tid and back pointer came from the same checksummed record. When the
+  walk finds no revision early enough, the oldest record, whose back
+  pointer is 0, is checksummed before that answer is given (or, when
+  that is the current record, its index entry says so).
 
 So damage in a record passed over either fails a structural check, or
 is met by a checksum, or is harmless. A damaged back pointer on the last
@@ -30,18 +39,18 @@ lead to the same consecutive pair (skipping newer revisions changes
 nothing). Structural checks alone would not do: a back pointer damaged
 into the offset of an older revision of the same object passes them,
 and without the successor's checksum that older revision's data would
-be returned. Whenever anything fails, the walk starts again from the
-current record, checksumming every record as it goes, so the
-``CorruptionError`` names the first damaged record, as it always did.
+be returned. Damage to the current record after the index was built is
+met only when its own revision is read. Whenever anything fails, the
+walk starts again from where it started, checksumming every record as
+it goes, so the ``CorruptionError`` names the first damaged record.
 
-Cost: the revision just before the current one still takes two
-checksummed records (the current record is its successor), as before;
-each further record passed over saves its checksum and the copy of its
-data, and the walk for a revision older than all saves all but one
-checksum. Every record is still read with one ``pread`` of
-``scan.READ_SIZE`` bytes: reading headers alone would take a second
-system call for each record that must be checksummed, which measured
-slower than the bytes it saves.
+Cost: the current revision, and the revision just before it, each take
+one checksummed record, one ``pread``, as a load does; each further
+record passed over saves its checksum and the copy of its data, and the
+walk for a revision older than all saves all but one checksum. Every
+record is read with one ``pread`` of ``scan.READ_SIZE`` bytes: reading
+headers alone would take a second system call for each record that must
+be checksummed, which measured slower than the bytes it saves.
 """
 import os
 
@@ -59,42 +68,53 @@ class _Doubt(Exception):
     """Something did not check out: walk again, checksumming everything."""
 
 
-def revision_before(fd, path, pos, oid, before, limit):
+def revision_before(fd, path, entry, oid, before, limit):
     """``(tid, flags, data, end)`` of the newest revision of ``oid`` whose
-    tid is below ``before``, walking back from its record at ``pos``.
+    tid is below ``before``, walking back from its current record, whose
+    index entry is ``entry`` (``(offset, tid, previous offset)``).
 
-    ``end`` is the tid of the revision after it, None when it is the one
-    at ``pos``; ``data`` is empty for a deletion record (``flags`` say
+    ``end`` is the tid of the revision after it, None when it is the
+    current one; ``data`` is empty for a deletion record (``flags`` say
     so). Returns None when every revision there is has a tid of at least
     ``before``. ``limit`` is the end of the committed log. The record
-    returned and its successor are checksum verified; damage raises
-    ``CorruptionError`` naming the offset and oid.
+    returned and its successor (or the index entry standing for it) are
+    checksum verified; damage raises ``CorruptionError`` naming the
+    offset and oid.
     """
+    pos, newer_tid, prev = entry
+    if newer_tid < before:
+        newer_tid = None
+    elif prev:
+        pos = prev
+    else:
+        return None
     try:
-        return _walk(fd, pos, oid, before, limit)
+        return _walk(fd, pos, oid, before, limit, newer_tid)
     except _Doubt:
-        return _checked_walk(fd, path, pos, oid, before, limit)
+        return _checked_walk(fd, path, pos, oid, before, limit, newer_tid)
 
 
-def revision_at(fd, path, pos, oid, serial, limit):
+def revision_at(fd, path, entry, oid, serial, limit):
     """``(tid, flags, data, end)`` of ``oid``'s revision written by
-    ``serial``, walking back from its record at ``pos``; None if there is
-    none. Checked as :func:`revision_before`."""
+    ``serial``, walking back from its current record, whose index entry
+    is ``entry``; None if there is none. Checked as
+    :func:`revision_before`."""
     # serial + b'\0' sorts after serial and before every larger 8-byte
     # tid, so "below it" means "at or before serial", with no overflow
     # at the largest tid.
-    found = revision_before(fd, path, pos, oid, serial + b'\0', limit)
+    found = revision_before(fd, path, entry, oid, serial + b'\0', limit)
     if found is None or found[0] != serial:
         return None
     return found
 
 
-def _walk(fd, pos, oid, before, limit):
-    """:func:`revision_before` without its fallback: raises
-    :class:`_Doubt` at the first check that fails."""
+def _walk(fd, pos, oid, before, limit, newer_tid):
+    """:func:`revision_before` from the record at ``pos``, whose successor
+    has the tid ``newer_tid`` (None: it has none), without the fallback:
+    raises :class:`_Doubt` at the first check that fails."""
     pread = os.pread
+    # None: the successor is vouched for by the index, or there is none.
     successor = None
-    newer_tid = None
     while True:
         buf = pread(fd, _READ_SIZE, pos)
         if len(buf) < _HEADER:
@@ -133,10 +153,9 @@ def _verified(fd, pos, buf, end):
     return buf
 
 
-def _checked_walk(fd, path, pos, oid, before, limit):
-    """:func:`revision_before` checksumming every record it reads, so the
-    error names the first damaged one."""
-    end = None
+def _checked_walk(fd, path, pos, oid, before, limit, end):
+    """:func:`_walk` checksumming every record it reads, so the error
+    names the first damaged one."""
     while True:
         tid, prev, _tpos, flags, _dt, data = scan.read_record(
             fd, path, pos, oid, limit)

@@ -152,8 +152,9 @@ class Txn:
                 pass
         return out
 
-    def oid_offsets(self):
-        """``{oid: record offset}`` of the transaction (last record wins)."""
+    def index_entries(self):
+        """``{oid: (record offset, tid, previous offset)}`` of the
+        transaction (last record wins): what :class:`OidIndex` keeps."""
         buf = self.buf
         o = self.off + self.hlen
         end = self.off + self.tlen - fmt.TRAILER_SIZE
@@ -161,8 +162,8 @@ class Txn:
         found = {}
         try:
             for _ in range(self.count):
-                oid, _tid, _prev, _tpos, flags, dlen = _record(buf, o)
-                found[oid] = o + delta
+                oid, tid, prev, _tpos, flags, dlen = _record(buf, o)
+                found[oid] = (o + delta, tid, prev)
                 o += (45 if flags & 2 else 37) + dlen + 4
         except struct.error:
             o = -1
@@ -265,7 +266,7 @@ def index_tail(fd, start, end, after_tid, index):
     records = 0
     try:
         for txn in transactions(fd, start, end, after_tid):
-            found = txn.oid_offsets()
+            found = txn.index_entries()
             if found:
                 index.update(found)
                 top = max(found)

@@ -194,11 +194,11 @@ class FileStorage(BaseStorage):
     def loadBefore(self, oid, tid):  # ZODB's protocol name
         with self._lock:
             self._check_open()
-            pos = self._index.get(oid)
-            if pos is None:
+            entry = self._index.entry(oid)
+            if entry is None:
                 raise errors.POSKeyError(oid)
-            found = revisions.revision_before(self._fd, self._path, pos, oid,
-                                              tid, self._pos)
+            found = revisions.revision_before(self._fd, self._path, entry,
+                                              oid, tid, self._pos)
         if found is None:
             return None
         rtid, flags, data, end = found
@@ -217,10 +217,10 @@ class FileStorage(BaseStorage):
         None for a deletion record), ``(False, None)`` if there is none."""
         with self._lock:
             self._check_open()
-            pos = self._index.get(oid)
-            if pos is None:
+            entry = self._index.entry(oid)
+            if entry is None:
                 return False, None
-            found = revisions.revision_at(self._fd, self._path, pos, oid,
+            found = revisions.revision_at(self._fd, self._path, entry, oid,
                                           serial, self._pos)
         if found is None:
             return False, None
