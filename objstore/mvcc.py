@@ -478,7 +478,19 @@ class HistoricalInstance(_Delegating):
         return HistoricalInstance(self._storage, self._before)
 
     def load(self, oid):
-        return self._load_before(oid, self._before)
+        """``(data, serial)`` of ``oid`` as it was just before the pinned
+        moment; POSKeyError if it did not exist then."""
+        # The storage's loadBefore directly: the one call per object of a
+        # historical read, as for the snapshot instances.
+        try:
+            result = self._loadBefore(oid, self._before)
+        except errors.POSKeyError:
+            raise
+        except KeyError as exc:
+            raise errors.POSKeyError(oid) from exc
+        if result is None:
+            raise errors.POSKeyError(oid)
+        return result[0], result[1]
 
     def isReadOnly(self):
         return True
