@@ -19,114 +19,23 @@ imports ZODB: it recognises ZODB's interfaces and exceptions by name.
 """
 import threading
 
-from zope.interface import alsoProvides
 from zope.interface import implementer
 
 from objstore import errors
-from objstore.interfaces import (
-    IExternalGC, IMVCCStorage, IStorage, IStorageIteration, IStorageUndoable,
-    IStorageWrapper, ReadVerifyingStorage)
-# is_mvcc and translating are part of this module's API (the DB uses them).
-from objstore.foreign import (
-    is_mvcc, passing_errors, provides, translate, translating)
+from objstore.interfaces import IMVCCStorage, IStorage, IStorageWrapper
+# is_mvcc, translating, HistoricalInstance and historical are part of this
+# module's API (the DB uses them).
+from objstore.foreign import is_mvcc, passing_errors, translating
+from objstore.historical import HistoricalInstance, historical
 from objstore.serialize import references as _references
+from objstore.views import (
+    Delegating, pass_through, raise_ours, maxtid, p64, u64, z64)
 
 __all__ = ['MVCCAdapter', 'MVCCInstance', 'HistoricalInstance',
            'historical', 'is_mvcc', 'translating']
 
-# Not imported from objstore.storages: that package loads every storage
-# (and BTrees, which loads ZODB when installed); the core needs neither.
-z64 = b'\0' * 8
-maxtid = b'\x7f\xff\xff\xff\xff\xff\xff\xff'
 
-
-def p64(n):
-    return n.to_bytes(8, 'big')
-
-
-def u64(b):
-    return int.from_bytes(b, 'big')
-
-
-def _raise_ours(exc):
-    """Raise what a ZODB storage raised as objstore's exception (``exc``
-    itself when it has no objstore counterpart); call it in ``except``."""
-    ours = translate(exc)
-    if ours is None:
-        raise exc
-    raise ours from exc
-
-
-def _pass(name):
-    """A method calling the storage's method ``name`` with its arguments."""
-    def method(self, *args):
-        return getattr(self._storage, name)(*args)
-    method.__name__ = name
-    return passing_errors(method)
-
-
-class _Delegating:
-    """Reads and descriptions every view passes straight to the storage."""
-
-    # Methods a storage may or may not have (capabilities, ZODB extras):
-    # a view has one exactly when its storage has it, so callers can
-    # keep testing for them with getattr/hasattr.
-    _optional = ('history_start', 'iterator', 'record_iternext', 'getTid',
-                 'supportsUndo', 'undoLog', 'undoInfo')
-
-    def __init__(self, storage):
-        self._storage = storage
-        self._loadBefore = storage.loadBefore
-
-    def __getattr__(self, name):
-        if name in self._optional:
-            return getattr(self._storage, name)
-        raise AttributeError(name)
-
-    def _declare_capabilities(self):
-        for iface in (IStorageIteration, IStorageUndoable, IExternalGC,
-                      ReadVerifyingStorage):
-            if provides(self._storage, iface):
-                alsoProvides(self, iface)
-
-    def __len__(self):
-        return len(self._storage)
-
-    def __bool__(self):
-        # An empty storage is still a storage: ``if storage:`` must not
-        # fall back on __len__.
-        return True
-
-    def loadBefore(self, oid, tid):
-        """As the storage's, with ZODB's POSKeyError made objstore's."""
-        try:
-            return self._loadBefore(oid, tid)
-        except errors.POSKeyError:
-            raise
-        except KeyError as exc:
-            raise errors.POSKeyError(oid) from exc
-
-    def _load_before(self, oid, tid):
-        """``(data, serial)`` current before ``tid``; POSKeyError if none."""
-        result = self.loadBefore(oid, tid)
-        if result is None:
-            raise errors.POSKeyError(oid)
-        return result[0], result[1]
-
-    getName = _pass('getName')
-    sortKey = _pass('sortKey')
-    getSize = _pass('getSize')
-    lastTransaction = _pass('lastTransaction')
-    isReadOnly = _pass('isReadOnly')
-    loadSerial = _pass('loadSerial')
-    history = _pass('history')
-
-    def registerDB(self, wrapper):
-        """Does nothing: the adapter is the storage's wrapper and tells
-        the views what they need."""
-
-
-class _Writing(_Delegating):
+class _Writing(Delegating):
     """Two-phase commit through a view, remembering the oids it writes.
 
     Subclasses say, in ``_committed``, whom those oids are reported to.
@@ -136,7 +45,7 @@ class _Writing(_Delegating):
     _written = None     # oids stored or deleted: reported to the others
     _undone = None      # oids undo rewrote: reported to everyone
 
-    checkCurrentSerialInTransaction = _pass('checkCurrentSerialInTransaction')
+    checkCurrentSerialInTransaction = pass_through('checkCurrentSerialInTransaction')
 
     def __init__(self, storage):
         super().__init__(storage)
@@ -154,7 +63,7 @@ class _Writing(_Delegating):
         try:
             return self._new_oid()
         except Exception as exc:
-            _raise_ours(exc)
+            raise_ours(exc)
 
     @passing_errors
     def tpc_begin(self, transaction, tid=None):
@@ -173,7 +82,7 @@ class _Writing(_Delegating):
         try:
             self._store(oid, serial, data, version, transaction)
         except Exception as exc:
-            _raise_ours(exc)
+            raise_ours(exc)
         self._written.add(oid)
 
     @passing_errors
@@ -440,99 +349,3 @@ class MVCCInstance(_Writing):
 
     def _committed(self, tid, oids, undone):
         self._adapter._report(tid, oids, self, undone)
-
-
-def _read_only(what):
-    def refuse(self, *args, **kw):
-        raise errors.ReadOnlyHistoryError(
-            'cannot %s: this view of %s shows the database before tid %s'
-            ' and is read-only' % (what, self.getName(),
-                                   errors.oid_repr(self._before)))
-    refuse.__name__ = what
-    return refuse
-
-
-@implementer(IMVCCStorage)
-class HistoricalInstance(_Delegating):
-    """A read-only view of a storage just before the tid ``before``.
-
-    ``load`` returns the revision current at that moment (POSKeyError if
-    the object did not exist then); writes raise ReadOnlyHistoryError;
-    ``poll_invalidations()`` returns an empty set, as nothing it shows
-    changes. ``release()`` releases the instance it was built on, if any.
-    """
-
-    _optional = ('history_start', 'iterator', 'getTid')
-
-    def __init__(self, storage, before, owned=False):
-        if not isinstance(before, bytes) or len(before) != 8:
-            raise TypeError('before must be an 8-byte tid, not %r'
-                            % (before,))
-        super().__init__(storage)
-        self._before = before
-        self._owned = owned
-
-    def new_instance(self):
-        if self._owned:
-            return historical(self._storage.new_instance(), self._before)
-        return HistoricalInstance(self._storage, self._before)
-
-    def load(self, oid):
-        """``(data, serial)`` of ``oid`` as it was just before the pinned
-        moment; POSKeyError if it did not exist then."""
-        # The storage's loadBefore directly: the one call per object of a
-        # historical read, as for the snapshot instances.
-        try:
-            result = self._loadBefore(oid, self._before)
-        except errors.POSKeyError:
-            raise
-        except KeyError as exc:
-            raise errors.POSKeyError(oid) from exc
-        if result is None:
-            raise errors.POSKeyError(oid)
-        return result[0], result[1]
-
-    def isReadOnly(self):
-        return True
-
-    def supportsUndo(self):
-        return False
-
-    def poll_invalidations(self):
-        return set()
-
-    def sync(self, force=True):
-        """Nothing to do: the view never moves."""
-
-    def release(self):
-        if self._owned:
-            self._owned = False
-            release = getattr(self._storage, 'release', None)
-            if release is not None:
-                release()
-
-    close = release
-
-    def tpc_abort(self, transaction):
-        """Nothing was begun here, so nothing to discard."""
-
-    new_oid = _read_only('new_oid')
-    tpc_begin = _read_only('tpc_begin')
-    store = _read_only('store')
-    deleteObject = _read_only('deleteObject')
-    checkCurrentSerialInTransaction = _read_only(
-        'checkCurrentSerialInTransaction')
-    tpc_vote = _read_only('tpc_vote')
-    tpc_finish = _read_only('tpc_finish')
-    undo = _read_only('undo')
-    pack = _read_only('pack')
-
-
-def historical(instance, before):
-    """A read-only view, pinned just before ``before``, of an instance of
-    a natively MVCC storage (or of any storage with ``loadBefore``).
-
-    The view owns ``instance``: its ``release()`` releases it.
-    """
-    return HistoricalInstance(instance, before, owned=True)
-

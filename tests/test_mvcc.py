@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from persistent.mapping import PersistentMapping
 from zope.interface.verify import verifyObject
 
-from objstore import errors
+from objstore import errors, foreign
 from objstore import interfaces
 from objstore.serialize import dumps_record
 from objstore.storages.base import maxtid, p64, z64
@@ -122,7 +122,7 @@ def test_adapter_instances_and_historical_views_verify(adapter):
         for iface in (interfaces.IStorageUndoable,
                       interfaces.IStorageIteration, interfaces.IExternalGC,
                       interfaces.ReadVerifyingStorage):
-            if mvcc.provides(adapter._storage, iface):
+            if foreign.provides(adapter._storage, iface):
                 assert verifyObject(iface, view)
             else:
                 assert not iface.providedBy(view)
