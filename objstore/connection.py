@@ -23,7 +23,7 @@ from zope.interface import implementer
 from objstore import errors
 from objstore.commit import DataManager, class_path, describe_tid
 from objstore.interfaces import IConnection
-from objstore.pickler import ObjectReader
+from objstore.unpickler import ObjectReader
 from objstore.storages.base import z64
 
 oid_repr = errors.oid_repr
