@@ -5,7 +5,11 @@ The public surface, re-exported here:
 * :class:`DB` -- a database on a storage or a path;
 * :func:`open` -- a DB from a path, a URI (``memory://``, ``file:///...``,
   ``zodb+file:///...`` and the schemes plugins register) or a storage;
-* :func:`connection` -- a context manager yielding an open connection.
+* :func:`connection` -- a context manager yielding an open connection;
+* shoobx.immutable's API (``import objstore as im``): :func:`create`,
+  :func:`update`, :func:`failOnNonTransient`, :class:`ImmutableBase`,
+  :class:`Immutable`, :class:`ImmutableDict`, :class:`ImmutableList`,
+  :class:`ImmutableSet`, from :mod:`objstore.immutable`.
 
 The storages live in :mod:`objstore.storages`, their contracts in
 :mod:`objstore.interfaces` and the exceptions in :mod:`objstore.errors`.
@@ -16,5 +20,13 @@ objstore never imports ZODB unless a ZODB storage is used.
 # the function objstore.connection, bound after it, is what the name means.
 from objstore.db import DB
 from objstore.uri import connection, open  # noqa: A004 -- objstore.open
+from objstore import interfaces  # noqa: F401 -- im.interfaces.IM_STATE_*
+from objstore.immutable import (
+    Immutable, ImmutableBase, ImmutableDict, ImmutableList, ImmutableSet,
+    create, failOnNonTransient, update)
 
-__all__ = ['DB', 'open', 'connection']
+__all__ = [
+    'DB', 'open', 'connection',
+    'create', 'update', 'failOnNonTransient', 'ImmutableBase', 'Immutable',
+    'ImmutableDict', 'ImmutableList', 'ImmutableSet',
+]

@@ -38,6 +38,16 @@ OWN_METHODS = {
     'IConnection': {
         'root', 'get', 'add', 'close', 'cacheMinimize', 'db', 'readCurrent',
         'isReadOnly'},
+    'IImmutable': {
+        '__im_conform__', '__im_clone__', '__im_set_state__',
+        '__im_finalize__', '__im_create__', '__im_after_create__',
+        '__im_before_update__', '__im_after_update__', '__im_update__',
+        '__im_is_internal_attr__', '__setattr__'},
+    'IImmutableObject': set(),
+    'IRevisionedImmutableManager': {
+        'getCurrentRevision', 'getNumberOfRevisions', 'getRevisionHistory',
+        'addRevision', 'rollbackToRevision'},
+    'IRevisionedImmutable': {'__im_update__', '__im_after_create__'},
 }
 OWN_ATTRIBUTES = {
     'IStorageRecordInformation': {'oid', 'tid', 'data', 'data_txn'},
@@ -45,6 +55,10 @@ OWN_ATTRIBUTES = {
         'tid', 'status', 'user', 'description', 'extension',
         'extension_bytes'},
     'IConnection': {'transaction_manager'},
+    'IImmutable': {'__im_mode__', '__im_state__'},
+    'IRevisionedImmutable': {
+        '__im_version__', '__im_start_on__', '__im_end_on__',
+        '__im_creator__', '__im_comment__', '__im_manager__'},
 }
 
 CAPABILITIES = [
@@ -79,6 +93,11 @@ SIGNATURES = {
     ('IDatabase', 'undoLog'): (('first', 'last', 'filter'), ()),
     ('IDatabase', 'undoInfo'): (('first', 'last', 'specification'), ()),
     ('IDatabase', 'transaction'): (('note',), ()),
+    ('IRevisionedImmutableManager', 'getRevisionHistory'): ((
+        'obj', 'creator', 'comment', 'startBefore', 'startAfter',
+        'batchStart', 'batchSize', 'reversed'), ('obj',)),
+    ('IRevisionedImmutableManager', 'rollbackToRevision'): (
+        ('revision', 'activate'), ('revision',)),
 }
 
 
@@ -98,7 +117,25 @@ def test_all_lists_every_interface_of_the_module():
     declared = {n for n, v in vars(module).items()
                 if isinstance(v, InterfaceClass)
                 and v.__module__ == module.__name__}
-    assert sorted(module.__all__) == sorted(declared) == sorted(OWN_METHODS)
+    listed = {n for n in module.__all__
+              if isinstance(getattr(module, n), InterfaceClass)}
+    assert sorted(listed) == sorted(declared) == sorted(OWN_METHODS)
+
+
+def test_all_lists_the_immutable_constants_with_shoobx_values():
+    module = _interfaces()
+    constants = {n for n in module.__all__
+                 if not isinstance(getattr(module, n), InterfaceClass)}
+    assert constants == {
+        'IM_MODE_MASTER', 'IM_MODE_SLAVE', 'IM_MODES', 'IM_STATE_LOCKED',
+        'IM_STATE_TRANSIENT', 'IM_STATE_RETIRED', 'IM_STATE_DELETED',
+        'IM_STATES', 'IM_STATES_REVISIONED', 'IM_STATES_OUTDATED',
+        'IMMUTABLE_TYPES'}
+    assert module.IM_MODES == ('master', 'slave')
+    assert module.IM_STATES == ('locked', 'transient')
+    assert module.IM_STATES_REVISIONED == (
+        'locked', 'transient', 'retired', 'deleted')
+    assert module.IM_STATES_OUTDATED == ('deleted', 'retired')
 
 
 @pytest.mark.parametrize('name', CAPABILITIES)

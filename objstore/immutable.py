@@ -1,0 +1,735 @@
+"""Immutable objects and collections, persistent (shoobx.immutable's API).
+
+An immutable is built transient (inside :func:`create`), then locked for
+good; :func:`update` yields a transient clone to change and locks it at the
+end of the block. Each class is a ``persistent.Persistent``: immutables live
+in any objstore database, load lazily, and their lock is part of their
+stored state, so a locked object is still locked after it is loaded again.
+
+Compared with shoobx.immutable, every way of writing to a locked object
+raises (``del``, in-place operators, slice assignment, the internal storage,
+``__im_state__``), values inside tuples are conformed too, and the guards
+are exceptions, not ``assert``. Clones are deep for now; sub-objects that
+are locked are shared, never copied, by the operations that derive a new
+object from a locked one (slices, ``+``, ``|``, ``copy()``).
+"""
+import collections.abc
+import contextlib
+import functools
+
+import persistent
+from zope.interface import implementer
+
+from objstore import errors
+from objstore import interfaces
+
+__all__ = [
+    'create', 'update', 'failOnNonTransient', 'ImmutableBase', 'Immutable',
+    'ImmutableDict', 'ImmutableList', 'ImmutableSet', 'ImmutableError',
+    'ImmutableStateError',
+]
+
+MASTER = interfaces.IM_MODE_MASTER
+SLAVE = interfaces.IM_MODE_SLAVE
+LOCKED = interfaces.IM_STATE_LOCKED
+TRANSIENT = interfaces.IM_STATE_TRANSIENT
+
+#: The seed's messages, kept word for word: callers match on them.
+LOCKED_MESSAGE = 'Cannot update locked immutable object.'
+MASTER_ONLY_MESSAGE = 'update() is only available for master immutables.'
+
+# Attributes of this prefix hold a collection's items; only this module
+# writes them.
+_STORAGE_PREFIX = '_im_'
+_set_raw = persistent.Persistent.__setattr__
+
+
+class ImmutableError(errors.ObjstoreError, AttributeError):
+    """A write to an immutable that is not transient, or update() of a slave.
+
+    An ``AttributeError``, the type shoobx.immutable raises for these.
+    """
+
+
+class ImmutableStateError(errors.ObjstoreError, RuntimeError):
+    """An immutable was asked for a state change its state forbids
+    (finalizing a locked one, unlocking, updating an outdated revision).
+
+    A ``RuntimeError``, the type shoobx.immutable raises when finalizing.
+    """
+
+
+def create(cls, *args, **kw):
+    """Return ``cls.__im_create__(*args, **kw)``: a context manager yielding
+    a factory whose objects are locked when the block ends."""
+    return cls.__im_create__(*args, **kw)
+
+
+def update(im, *args, **kw):
+    """Return ``im.__im_update__(*args, **kw)``: a context manager yielding
+    a transient clone of ``im``, locked when the block ends."""
+    return im.__im_update__(*args, **kw)
+
+
+# shoobx.immutable's name, part of its public API.
+def failOnNonTransient(func):
+    """Decorate a method so it raises ImmutableError unless its object is
+    transient."""
+
+    @functools.wraps(func)
+    def wrapper(inst, *args, **kwargs):
+        if inst.__im_state__ != TRANSIENT:
+            raise ImmutableError(LOCKED_MESSAGE)
+        return func(inst, *args, **kwargs)
+
+    return wrapper
+
+
+def _is_immutable(value):
+    return interfaces.IImmutable.providedBy(value)
+
+
+def _check_transient(obj):
+    if obj.__im_state__ != TRANSIENT:
+        raise ImmutableError(LOCKED_MESSAGE)
+
+
+def _adopt(owner, value, current=None):
+    """``value`` conformed to become a sub-object of ``owner``.
+
+    A slave already belongs to another immutable (or to this one): taking
+    it would give it two parents, so it is refused, unless it is
+    ``current``, the value being replaced (``d[k] += ...`` stores back the
+    object it read).
+    """
+    if value is current and current is not None:
+        return value
+    if _is_immutable(value) and value.__im_mode__ != MASTER:
+        raise errors.InvalidArgumentError(
+            '%s is a sub-object of another immutable and cannot be added to'
+            ' %s; add a copy of it instead'
+            % (type(value).__name__, type(owner).__name__))
+    return owner.__im_conform__(value)
+
+
+def _rebuild_tuple(value, items):
+    if all(a is b for a, b in zip(items, value)):
+        return value
+    if type(value) is tuple:
+        return items
+    # A named tuple keeps its class.
+    make = getattr(type(value), '_make', None)
+    if make is None:
+        raise errors.InvalidArgumentError(
+            'a %s holding mutable values cannot be made immutable'
+            % type(value).__name__)
+    return make(items)
+
+
+def _shared_or_cloned(value):
+    """``value`` for a new object derived from the one holding it.
+
+    Locked slaves never change again, so the new object shares them; any
+    other immutable is cloned, so that each slave keeps one parent.
+    """
+    if _is_immutable(value):
+        if value.__im_state__ == LOCKED and value.__im_mode__ == SLAVE:
+            return value
+        clone = value.__im_clone__()
+        _set_raw(clone, '__im_mode__', SLAVE)
+        return clone
+    if isinstance(value, tuple):
+        return _rebuild_tuple(
+            value, tuple(_shared_or_cloned(v) for v in value))
+    return value
+
+
+def _cloned(value):
+    """A transient copy of a held value (items of the internal storage
+    included), with every immutable inside it cloned."""
+    if _is_immutable(value):
+        return value.__im_clone__()
+    if isinstance(value, tuple):
+        return _rebuild_tuple(value, tuple(_cloned(v) for v in value))
+    if isinstance(value, dict):
+        return {k: _cloned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cloned(v) for v in value]
+    if isinstance(value, set):
+        return {_cloned(v) for v in value}
+    return value
+
+
+def _immutables_in(value):
+    """The immutables held in ``value`` (an attribute or internal storage)."""
+    if _is_immutable(value):
+        yield value
+    elif isinstance(value, (tuple, list, set, frozenset)):
+        for item in value:
+            yield from _immutables_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _immutables_in(item)
+
+
+@implementer(interfaces.IImmutable)
+class ImmutableBase(persistent.Persistent):
+    """What every immutable shares: states, modes, create and update.
+
+    Meant as a base class; objects made directly (not through
+    :func:`create`) are transient masters.
+    """
+
+    __im_mode__ = MASTER
+    __im_state__ = TRANSIENT
+
+    def __im_conform__(self, object):
+        if isinstance(object, tuple):
+            return _rebuild_tuple(
+                object, tuple(_adopt(self, v) for v in object))
+        if isinstance(object, frozenset):
+            for item in object:
+                if _adopt(self, item) is not item:
+                    raise errors.InvalidArgumentError(
+                        'a frozenset can hold only values immutable as they'
+                        ' are; %r is not' % (item,))
+            return object
+        if isinstance(object, interfaces.IMMUTABLE_TYPES):
+            return object
+        if _is_immutable(object):
+            if object.__im_state__ != TRANSIENT:
+                object = object.__im_clone__()
+            _set_raw(object, '__im_mode__', SLAVE)
+            return object
+        for kind, immutable_kind in _COLLECTIONS:
+            if isinstance(object, kind):
+                with immutable_kind.__im_create__(
+                        mode=SLAVE, finalize=False) as factory:
+                    return factory(object)
+        if hasattr(object, '__im_get__'):
+            new = object.__im_get__(mode=SLAVE)
+            if not (_is_immutable(new) and new.__im_state__ == TRANSIENT
+                    and new.__im_mode__ == SLAVE):
+                raise errors.InvalidArgumentError(
+                    '%s.__im_get__() must return a new transient slave'
+                    ' immutable' % type(object).__name__)
+            return new
+        raise errors.InvalidArgumentError(
+            'Unable to conform object to immutable.', object)
+
+    def __im_clone__(self):
+        self._p_activate()
+        cls = type(self)
+        clone = cls.__new__(cls)
+        for name, value in self.__dict__.items():
+            if name != '__im_state__' and not name.startswith('_v_'):
+                clone.__dict__[name] = _cloned(value)
+        return clone
+
+    def __im_set_state__(self, state):
+        if state not in interfaces.IM_STATES_REVISIONED:
+            raise errors.InvalidArgumentError(
+                'unknown immutable state %r' % (state,))
+        current = self.__im_state__
+        if current == state:
+            # Sub-objects share their master's state, so they have it too;
+            # rewriting it would only mark shared objects changed.
+            return
+        if state == TRANSIENT:
+            raise ImmutableStateError(
+                'A %s immutable never becomes transient again; update()'
+                ' gives a transient clone.' % current)
+        _set_raw(self, '__im_state__', state)
+        for name, value in self.__dict__.items():
+            if not name.startswith('_v_'):
+                for sub in _immutables_in(value):
+                    sub.__im_set_state__(state)
+
+    def __im_finalize__(self):
+        if self.__im_state__ != TRANSIENT:
+            raise ImmutableStateError(
+                'Cannot finalize an immutable in state: %s'
+                % self.__im_state__)
+        self.__im_set_state__(LOCKED)
+
+    def __im_after_create__(self, *args, **kw):
+        pass
+
+    def __im_before_update__(self, clone):
+        pass
+
+    def __im_after_update__(self, clone):
+        pass
+
+    @classmethod
+    @contextlib.contextmanager
+    def __im_create__(cls, mode=None, finalize=True,
+                      *create_args, **create_kw):
+        if mode is not None and mode not in interfaces.IM_MODES:
+            raise errors.InvalidArgumentError(
+                'unknown immutable mode %r' % (mode,))
+        created = []
+
+        def factory(*args, **kw):
+            obj = cls(*args, **kw)
+            obj.__im_after_create__(*create_args, **create_kw)
+            created.append(obj)
+            return obj
+
+        factory.created = created
+        yield factory
+        for obj in created:
+            if mode is not None:
+                _set_raw(obj, '__im_mode__', mode)
+            if finalize:
+                obj.__im_finalize__()
+
+    @contextlib.contextmanager
+    def __im_update__(self, *args, **kw):
+        if self.__im_state__ in interfaces.IM_STATES_OUTDATED:
+            raise ImmutableStateError('Cannot update an outdated object.')
+        if self.__im_mode__ != MASTER:
+            raise ImmutableError(MASTER_ONLY_MESSAGE)
+        if self.__im_state__ == TRANSIENT:
+            yield self
+            return
+        clone = self.__im_clone__()
+        self.__im_before_update__(clone, *args, **kw)
+        yield clone
+        clone.__im_finalize__()
+        self.__im_after_update__(clone, *args, **kw)
+
+    def __im_is_internal_attr__(self, name):
+        return name.startswith('__') and name.endswith('__')
+
+    def _im_check_write(self, name):
+        """Raise unless ``name`` may be set or deleted now."""
+        if name == '__im_state__':
+            raise ImmutableError(
+                '__im_state__ of %s cannot be set directly; use'
+                ' __im_set_state__()' % type(self).__name__)
+        if name.startswith(_STORAGE_PREFIX):
+            raise ImmutableError(
+                '%s is the internal storage of %s and cannot be set'
+                % (name, type(self).__name__))
+        if name == '__im_mode__' or not self.__im_is_internal_attr__(name):
+            _check_transient(self)
+
+    def __setattr__(self, name, value):
+        # The jar and the cache set _p_ attributes; _v_ ones are volatile.
+        if name.startswith(('_p_', '_v_')):
+            _set_raw(self, name, value)
+            return
+        self._im_check_write(name)
+        if name == '__im_mode__':
+            if value not in interfaces.IM_MODES:
+                raise errors.InvalidArgumentError(
+                    'unknown immutable mode %r' % (value,))
+        elif not self.__im_is_internal_attr__(name):
+            value = _adopt(self, value, self.__dict__.get(name))
+        _set_raw(self, name, value)
+
+    def __delattr__(self, name):
+        if not name.startswith(('_p_', '_v_')):
+            self._im_check_write(name)
+            if name == '__im_mode__':
+                raise ImmutableError('__im_mode__ cannot be deleted')
+            _check_transient(self)
+        persistent.Persistent.__delattr__(self, name)
+
+
+@implementer(interfaces.IImmutableObject)
+class Immutable(ImmutableBase):
+    """Base class of application immutables: set attributes in __init__."""
+
+
+class _Collection(ImmutableBase):
+    """A collection keeping its items in ``_im_data``."""
+
+    def _im_store(self, data):
+        _set_raw(self, '_im_data', data)
+
+    def _im_changed(self):
+        # In-place changes of the storage do not pass through __setattr__.
+        self._p_changed = True
+
+    def _im_derive(self, data):
+        """A new master of this class holding ``data`` (items already made
+        shared or cloned), locked unless this object is transient."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        new._im_store(data)
+        if self.__im_state__ != TRANSIENT:
+            new.__im_finalize__()
+        return new
+
+    def copy(self):
+        """A new object with equal items, in this object's state."""
+        return self._im_derive(self._im_copy_items(_shared_or_cloned))
+
+    def __repr__(self):
+        return repr(self._im_data)
+
+    def __len__(self):
+        return len(self._im_data)
+
+    def __iter__(self):
+        return iter(self._im_data)
+
+    def __contains__(self, value):
+        return value in self._im_data
+
+
+@implementer(interfaces.IImmutable)
+class ImmutableDict(_Collection, collections.abc.MutableMapping):
+    """An immutable dict: dict's reads, order, equality and repr."""
+
+    def __init__(self, *args, **kw):
+        self._im_store({})
+        for key, value in dict(*args, **kw).items():
+            self[key] = value
+
+    def _im_copy_items(self, convert):
+        return {k: convert(v) for k, v in self._im_data.items()}
+
+    def __getitem__(self, key):
+        return self._im_data[key]
+
+    def __setitem__(self, key, value):
+        _check_transient(self)
+        self._im_data[key] = _adopt(self, value, self._im_data.get(key))
+        self._im_changed()
+
+    def __delitem__(self, key):
+        _check_transient(self)
+        del self._im_data[key]
+        self._im_changed()
+
+    def get(self, key, default=None):
+        return self._im_data.get(key, default)
+
+    # dict's own views: read-only, with dict's reprs.
+    def keys(self):
+        return self._im_data.keys()
+
+    def values(self):
+        return self._im_data.values()
+
+    def items(self):
+        return self._im_data.items()
+
+    def _im_taken(self, other):
+        """Items of another mapping, made fit for a derived dict."""
+        return {k: _shared_or_cloned(v) if _is_immutable(v)
+                else _adopt(self, v) for k, v in other.items()}
+
+    def __reversed__(self):
+        return reversed(self._im_data)
+
+    def __eq__(self, other):
+        if isinstance(other, collections.abc.Mapping):
+            return self._im_data == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None
+
+    @failOnNonTransient
+    def clear(self):
+        self._im_data.clear()
+        self._im_changed()
+
+    @failOnNonTransient
+    def update(self, *args, **kw):
+        for key, value in dict(*args, **kw).items():
+            self[key] = value
+
+    @failOnNonTransient
+    def setdefault(self, key, default=None):
+        if key not in self._im_data:
+            self[key] = default
+        return self._im_data[key]
+
+    @failOnNonTransient
+    def pop(self, key, *default):
+        value = self._im_data.pop(key, *default)
+        self._im_changed()
+        return value
+
+    @failOnNonTransient
+    def popitem(self):
+        item = self._im_data.popitem()
+        self._im_changed()
+        return item
+
+    @classmethod
+    def fromkeys(cls, iterable, value=None):
+        """A locked dict mapping each key of ``iterable`` to ``value``."""
+        with cls.__im_create__() as factory:
+            new = factory()
+            for key in iterable:
+                new[key] = value
+        return new
+
+    def __or__(self, other):
+        if not isinstance(other, collections.abc.Mapping):
+            return NotImplemented
+        data = self._im_copy_items(_shared_or_cloned)
+        data.update(self._im_taken(other))
+        return self._im_derive(data)
+
+    def __ror__(self, other):
+        if not isinstance(other, collections.abc.Mapping):
+            return NotImplemented
+        data = self._im_taken(other)
+        data.update(self._im_copy_items(_shared_or_cloned))
+        return self._im_derive(data)
+
+    @failOnNonTransient
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+
+@implementer(interfaces.IImmutable)
+class ImmutableList(_Collection, collections.abc.MutableSequence):
+    """An immutable list: list's reads, order, equality and repr."""
+
+    def __init__(self, iterable=()):
+        self._im_store([])
+        for value in iterable:
+            self.append(value)
+
+    def _im_copy_items(self, convert):
+        return [convert(v) for v in self._im_data]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self._im_derive(
+                [_shared_or_cloned(v) for v in self._im_data[index]])
+        return self._im_data[index]
+
+    def __setitem__(self, index, value):
+        _check_transient(self)
+        if isinstance(index, slice):
+            value = [_adopt(self, v) for v in value]
+        else:
+            value = _adopt(self, value, self._im_data[index])
+        self._im_data[index] = value
+        self._im_changed()
+
+    def __delitem__(self, index):
+        _check_transient(self)
+        del self._im_data[index]
+        self._im_changed()
+
+    def __reversed__(self):
+        return reversed(self._im_data)
+
+    def index(self, value, *args):
+        return self._im_data.index(value, *args)
+
+    def count(self, value):
+        return self._im_data.count(value)
+
+    @staticmethod
+    def _im_plain(other):
+        if isinstance(other, ImmutableList):
+            return other._im_data
+        return other
+
+    def __eq__(self, other):
+        if isinstance(other, (list, ImmutableList)):
+            return self._im_data == self._im_plain(other)
+        return NotImplemented
+
+    def __lt__(self, other):
+        if isinstance(other, (list, ImmutableList)):
+            return self._im_data < self._im_plain(other)
+        return NotImplemented
+
+    def __le__(self, other):
+        if isinstance(other, (list, ImmutableList)):
+            return self._im_data <= self._im_plain(other)
+        return NotImplemented
+
+    def __gt__(self, other):
+        if isinstance(other, (list, ImmutableList)):
+            return self._im_data > self._im_plain(other)
+        return NotImplemented
+
+    def __ge__(self, other):
+        if isinstance(other, (list, ImmutableList)):
+            return self._im_data >= self._im_plain(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def _im_taken(self, values):
+        """Items of another iterable, made fit for a derived list."""
+        return [_shared_or_cloned(v) if _is_immutable(v) else _adopt(self, v)
+                for v in values]
+
+    def __add__(self, other):
+        if not isinstance(other, (list, tuple, ImmutableList)):
+            return NotImplemented
+        return self._im_derive(
+            self._im_copy_items(_shared_or_cloned) + self._im_taken(other))
+
+    def __radd__(self, other):
+        if not isinstance(other, (list, tuple)):
+            return NotImplemented
+        return self._im_derive(
+            self._im_taken(other) + self._im_copy_items(_shared_or_cloned))
+
+    def __mul__(self, n):
+        if not isinstance(n, int):
+            return NotImplemented
+        data = []
+        for _ in range(n):
+            data.extend(self._im_copy_items(_shared_or_cloned))
+        return self._im_derive(data)
+
+    __rmul__ = __mul__
+
+    @failOnNonTransient
+    def __iadd__(self, other):
+        self.extend(other)
+        return self
+
+    @failOnNonTransient
+    def __imul__(self, n):
+        # Each copy gets its own clones: a slave has one parent.
+        copies = [self._im_copy_items(_cloned) for _ in range(n - 1)]
+        if n <= 0:
+            self._im_data.clear()
+        for items in copies:
+            for value in items:
+                if _is_immutable(value):
+                    _set_raw(value, '__im_mode__', SLAVE)
+            self._im_data.extend(items)
+        self._im_changed()
+        return self
+
+    @failOnNonTransient
+    def append(self, value):
+        self._im_data.append(_adopt(self, value))
+        self._im_changed()
+
+    @failOnNonTransient
+    def extend(self, values):
+        if values is self:
+            values = list(self._im_data)
+        for value in values:
+            self.append(value)
+
+    @failOnNonTransient
+    def insert(self, index, value):
+        self._im_data.insert(index, _adopt(self, value))
+        self._im_changed()
+
+    @failOnNonTransient
+    def pop(self, index=-1):
+        value = self._im_data.pop(index)
+        self._im_changed()
+        return value
+
+    @failOnNonTransient
+    def remove(self, value):
+        self._im_data.remove(value)
+        self._im_changed()
+
+    @failOnNonTransient
+    def clear(self):
+        self._im_data.clear()
+        self._im_changed()
+
+    @failOnNonTransient
+    def reverse(self):
+        self._im_data.reverse()
+        self._im_changed()
+
+    @failOnNonTransient
+    def sort(self, *, key=None, reverse=False):
+        self._im_data.sort(key=key, reverse=reverse)
+        self._im_changed()
+
+
+@implementer(interfaces.IImmutable)
+class ImmutableSet(_Collection, collections.abc.MutableSet):
+    """An immutable set: set's reads, operators, equality and repr."""
+
+    def __init__(self, iterable=()):
+        self._im_store(set())
+        for value in iterable:
+            self.add(value)
+
+    def _im_copy_items(self, convert):
+        return {convert(v) for v in self._im_data}
+
+    def _from_iterable(self, values):
+        # collections.abc.Set builds operator results with this; results
+        # derive from this set, sharing its locked items.
+        return self._im_derive(
+            {_shared_or_cloned(v) if _is_immutable(v) else _adopt(self, v)
+             for v in values})
+
+    def __hash__(self):
+        return hash(frozenset(self._im_data))
+
+    @failOnNonTransient
+    def add(self, value):
+        self._im_data.add(_adopt(self, value))
+        self._im_changed()
+
+    @failOnNonTransient
+    def discard(self, value):
+        self._im_data.discard(value)
+        self._im_changed()
+
+    @failOnNonTransient
+    def remove(self, value):
+        self._im_data.remove(value)
+        self._im_changed()
+
+    @failOnNonTransient
+    def pop(self):
+        value = self._im_data.pop()
+        self._im_changed()
+        return value
+
+    @failOnNonTransient
+    def clear(self):
+        self._im_data.clear()
+        self._im_changed()
+
+    @failOnNonTransient
+    def __ior__(self, other):
+        for value in other:
+            self.add(value)
+        return self
+
+    @failOnNonTransient
+    def __iand__(self, other):
+        other = set(other)
+        for value in [v for v in self._im_data if v not in other]:
+            self.discard(value)
+        return self
+
+    @failOnNonTransient
+    def __isub__(self, other):
+        for value in list(other):
+            self.discard(value)
+        return self
+
+    @failOnNonTransient
+    def __ixor__(self, other):
+        for value in set(other):
+            if value in self._im_data:
+                self.discard(value)
+            else:
+                self.add(value)
+        return self
+
+
+_COLLECTIONS = ((dict, ImmutableDict), (list, ImmutableList),
+                (set, ImmutableSet))
