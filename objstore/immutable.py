@@ -42,6 +42,9 @@ MASTER_ONLY_MESSAGE = 'update() is only available for master immutables.'
 # writes them.
 _STORAGE_PREFIX = '_im_'
 _set_raw = persistent.Persistent.__setattr__
+# Dunder names are bookkeeping, writable when locked, except these: they
+# would replace the whole state, the class or the mode.
+_GUARDED_DUNDERS = frozenset({'__im_mode__', '__dict__', '__class__'})
 
 
 class ImmutableError(errors.ObjstoreError, AttributeError):
@@ -312,7 +315,7 @@ class ImmutableBase(persistent.Persistent):
             raise ImmutableError(
                 '%s is the internal storage of %s and cannot be set'
                 % (name, type(self).__name__))
-        if name == '__im_mode__' or not self.__im_is_internal_attr__(name):
+        if name in _GUARDED_DUNDERS or not self.__im_is_internal_attr__(name):
             _check_transient(self)
 
     def __setattr__(self, name, value):

@@ -33,6 +33,10 @@ class Answer(im.Immutable):
         self.witnesses = witnesses
 
 
+class Answer2(Answer):
+    pass
+
+
 def make(cls, *args, **kw):
     with im.create(cls) as factory:
         return factory(*args, **kw)
@@ -436,6 +440,11 @@ def test_im_state_cannot_be_written_directly():
         obj.__im_set_state__('open')
     with pytest.raises(AttributeError, match=LOCKED):
         obj.__im_mode__ = IM_MODE_SLAVE
+    with pytest.raises(AttributeError, match=LOCKED):
+        obj.__dict__ = {}
+    with pytest.raises(AttributeError, match=LOCKED):
+        obj.__class__ = Answer2
+    assert obj.question == 'q' and type(obj) is Answer
     assert obj.__im_state__ == IM_STATE_LOCKED
 
 
@@ -553,3 +562,30 @@ def test_locked_object_is_not_rewritten_by_a_later_commit(db):  # noqa: F811
         conn.root()['other'] = 1
     with db.transaction() as conn:
         assert conn.root()['answer']._p_serial == serial
+
+
+def test_ghosts_refuse_writes_and_sets_of_sets_load(storage_factory):
+    database = im.DB(storage_factory())
+    with database.transaction() as conn:
+        conn.root()['obj'] = make(Answer, 'q', 42)
+        conn.root()['sets'] = make(im.ImmutableSet, [{42}, {1, 2}])
+    database = _reopen(storage_factory, database)
+    try:
+        conn = database.open(transaction.TransactionManager())
+        conn.cacheMinimize()
+        obj = conn.root()['obj']
+        assert obj._p_status == 'ghost'
+        with pytest.raises(AttributeError, match=LOCKED):
+            obj.answer = 1
+        obj._p_deactivate()
+        with pytest.raises(AttributeError, match='__im_state__'):
+            obj.__im_state__ = IM_STATE_TRANSIENT
+        assert obj.answer == 42 and obj.__im_state__ == IM_STATE_LOCKED
+        sets = conn.root()['sets']
+        assert sets == {frozenset({42}), frozenset({1, 2})}
+        assert frozenset({42}) in sets
+        assert all(s.__im_state__ == IM_STATE_LOCKED for s in sets)
+        conn.transaction_manager.abort()
+        conn.close()
+    finally:
+        database.close()
