@@ -62,6 +62,58 @@ class ImmutableStateError(errors.ObjstoreError, RuntimeError):
     """
 
 
+STORAGE_MESSAGE = ('The internal storage of an immutable cannot be changed'
+                   ' directly.')
+
+
+def _refuse(self, *args, **kw):
+    raise ImmutableError(STORAGE_MESSAGE)
+
+
+class _Items(dict):
+    """An ImmutableDict's items. Its mutating methods raise: only this
+    module changes it, through dict's own methods, after its guards."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        # Unpickling a dict subclass would call the refusing __setitem__.
+        return type(self), (dict(self),)
+
+
+class _ItemList(list):
+    """An ImmutableList's items; see _Items."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return type(self), (list(self),)
+
+
+class _ItemSet(set):
+    """An ImmutableSet's items; see _Items."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return type(self), (list(self),)
+
+
+for _type, _names in [
+        (_Items, ('__setitem__', '__delitem__', '__ior__', 'clear', 'pop',
+                  'popitem', 'setdefault', 'update')),
+        (_ItemList, ('__setitem__', '__delitem__', '__iadd__', '__imul__',
+                     'append', 'extend', 'insert', 'pop', 'remove', 'clear',
+                     'reverse', 'sort')),
+        (_ItemSet, ('__ior__', '__iand__', '__isub__', '__ixor__', 'add',
+                    'discard', 'remove', 'pop', 'clear', 'update',
+                    'difference_update', 'intersection_update',
+                    'symmetric_difference_update'))]:
+    for _name in _names:
+        setattr(_type, _name, _refuse)
+del _type, _names, _name
+
+
 def create(cls, *args, **kw):
     """Return ``cls.__im_create__(*args, **kw)``: a context manager yielding
     a factory whose objects are locked when the block ends."""
@@ -155,11 +207,11 @@ def _cloned(value):
     if isinstance(value, tuple):
         return _rebuild_tuple(value, tuple(_cloned(v) for v in value))
     if isinstance(value, dict):
-        return {k: _cloned(v) for k, v in value.items()}
+        return type(value)({k: _cloned(v) for k, v in value.items()})
     if isinstance(value, list):
-        return [_cloned(v) for v in value]
+        return type(value)([_cloned(v) for v in value])
     if isinstance(value, set):
-        return {_cloned(v) for v in value}
+        return type(value)({_cloned(v) for v in value})
     return value
 
 
@@ -350,7 +402,7 @@ class _Collection(ImmutableBase):
     """A collection keeping its items in ``_im_data``."""
 
     def _im_store(self, data):
-        _set_raw(self, '_im_data', data)
+        _set_raw(self, '_im_data', self._im_storage_type(data))
 
     def _im_changed(self):
         # In-place changes of the storage do not pass through __setattr__.
@@ -387,8 +439,10 @@ class _Collection(ImmutableBase):
 class ImmutableDict(_Collection, collections.abc.MutableMapping):
     """An immutable dict: dict's reads, order, equality and repr."""
 
+    _im_storage_type = _Items
+
     def __init__(self, *args, **kw):
-        self._im_store({})
+        self._im_store(())
         for key, value in dict(*args, **kw).items():
             self[key] = value
 
@@ -400,12 +454,13 @@ class ImmutableDict(_Collection, collections.abc.MutableMapping):
 
     def __setitem__(self, key, value):
         _check_transient(self)
-        self._im_data[key] = _adopt(self, value, self._im_data.get(key))
+        dict.__setitem__(self._im_data, key,
+                         _adopt(self, value, self._im_data.get(key)))
         self._im_changed()
 
     def __delitem__(self, key):
         _check_transient(self)
-        del self._im_data[key]
+        dict.__delitem__(self._im_data, key)
         self._im_changed()
 
     def get(self, key, default=None):
@@ -438,7 +493,7 @@ class ImmutableDict(_Collection, collections.abc.MutableMapping):
 
     @failOnNonTransient
     def clear(self):
-        self._im_data.clear()
+        dict.clear(self._im_data)
         self._im_changed()
 
     @failOnNonTransient
@@ -454,13 +509,13 @@ class ImmutableDict(_Collection, collections.abc.MutableMapping):
 
     @failOnNonTransient
     def pop(self, key, *default):
-        value = self._im_data.pop(key, *default)
+        value = dict.pop(self._im_data, key, *default)
         self._im_changed()
         return value
 
     @failOnNonTransient
     def popitem(self):
-        item = self._im_data.popitem()
+        item = dict.popitem(self._im_data)
         self._im_changed()
         return item
 
@@ -497,8 +552,10 @@ class ImmutableDict(_Collection, collections.abc.MutableMapping):
 class ImmutableList(_Collection, collections.abc.MutableSequence):
     """An immutable list: list's reads, order, equality and repr."""
 
+    _im_storage_type = _ItemList
+
     def __init__(self, iterable=()):
-        self._im_store([])
+        self._im_store(())
         for value in iterable:
             self.append(value)
 
@@ -517,12 +574,12 @@ class ImmutableList(_Collection, collections.abc.MutableSequence):
             value = [_adopt(self, v) for v in value]
         else:
             value = _adopt(self, value, self._im_data[index])
-        self._im_data[index] = value
+        list.__setitem__(self._im_data, index, value)
         self._im_changed()
 
     def __delitem__(self, index):
         _check_transient(self)
-        del self._im_data[index]
+        list.__delitem__(self._im_data, index)
         self._im_changed()
 
     def __reversed__(self):
@@ -604,18 +661,18 @@ class ImmutableList(_Collection, collections.abc.MutableSequence):
         # Each copy gets its own clones: a slave has one parent.
         copies = [self._im_copy_items(_cloned) for _ in range(n - 1)]
         if n <= 0:
-            self._im_data.clear()
+            list.clear(self._im_data)
         for items in copies:
             for value in items:
                 if _is_immutable(value):
                     _set_raw(value, '__im_mode__', SLAVE)
-            self._im_data.extend(items)
+            list.extend(self._im_data, items)
         self._im_changed()
         return self
 
     @failOnNonTransient
     def append(self, value):
-        self._im_data.append(_adopt(self, value))
+        list.append(self._im_data, _adopt(self, value))
         self._im_changed()
 
     @failOnNonTransient
@@ -627,33 +684,33 @@ class ImmutableList(_Collection, collections.abc.MutableSequence):
 
     @failOnNonTransient
     def insert(self, index, value):
-        self._im_data.insert(index, _adopt(self, value))
+        list.insert(self._im_data, index, _adopt(self, value))
         self._im_changed()
 
     @failOnNonTransient
     def pop(self, index=-1):
-        value = self._im_data.pop(index)
+        value = list.pop(self._im_data, index)
         self._im_changed()
         return value
 
     @failOnNonTransient
     def remove(self, value):
-        self._im_data.remove(value)
+        list.remove(self._im_data, value)
         self._im_changed()
 
     @failOnNonTransient
     def clear(self):
-        self._im_data.clear()
+        list.clear(self._im_data)
         self._im_changed()
 
     @failOnNonTransient
     def reverse(self):
-        self._im_data.reverse()
+        list.reverse(self._im_data)
         self._im_changed()
 
     @failOnNonTransient
     def sort(self, *, key=None, reverse=False):
-        self._im_data.sort(key=key, reverse=reverse)
+        list.sort(self._im_data, key=key, reverse=reverse)
         self._im_changed()
 
 
@@ -661,8 +718,10 @@ class ImmutableList(_Collection, collections.abc.MutableSequence):
 class ImmutableSet(_Collection, collections.abc.MutableSet):
     """An immutable set: set's reads, operators, equality and repr."""
 
+    _im_storage_type = _ItemSet
+
     def __init__(self, iterable=()):
-        self._im_store(set())
+        self._im_store(())
         for value in iterable:
             self.add(value)
 
@@ -676,33 +735,39 @@ class ImmutableSet(_Collection, collections.abc.MutableSet):
             {_shared_or_cloned(v) if _is_immutable(v) else _adopt(self, v)
              for v in values})
 
+    def __repr__(self):
+        # set's repr names a subclass; the storage is one.
+        if not self._im_data:
+            return 'set()'
+        return '{%s}' % ', '.join(map(repr, self._im_data))
+
     def __hash__(self):
         return hash(frozenset(self._im_data))
 
     @failOnNonTransient
     def add(self, value):
-        self._im_data.add(_adopt(self, value))
+        set.add(self._im_data, _adopt(self, value))
         self._im_changed()
 
     @failOnNonTransient
     def discard(self, value):
-        self._im_data.discard(value)
+        set.discard(self._im_data, value)
         self._im_changed()
 
     @failOnNonTransient
     def remove(self, value):
-        self._im_data.remove(value)
+        set.remove(self._im_data, value)
         self._im_changed()
 
     @failOnNonTransient
     def pop(self):
-        value = self._im_data.pop()
+        value = set.pop(self._im_data)
         self._im_changed()
         return value
 
     @failOnNonTransient
     def clear(self):
-        self._im_data.clear()
+        set.clear(self._im_data)
         self._im_changed()
 
     @failOnNonTransient

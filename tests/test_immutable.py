@@ -460,6 +460,26 @@ def test_internal_storage_cannot_be_replaced(obj):
         assert not hasattr(target, 'data')
 
 
+@pytest.mark.parametrize('obj, change', [
+    (im.ImmutableDict({'a': 1}), lambda d: d.__setitem__('b', 2)),
+    (im.ImmutableDict({'a': 1}), lambda d: d.update(b=2)),
+    (im.ImmutableDict({'a': 1}), lambda d: d.pop('a')),
+    (im.ImmutableList([1]), lambda d: d.append(2)),
+    (im.ImmutableList([1]), lambda d: d.__delitem__(0)),
+    (im.ImmutableList([2, 1]), lambda d: d.sort()),
+    (im.ImmutableSet({1}), lambda d: d.add(2)),
+    (im.ImmutableSet({1}), lambda d: d.__ior__({2})),
+    (im.ImmutableSet({1}), lambda d: d.difference_update({1})),
+], ids=['dict[]=', 'dict.update', 'dict.pop', 'list.append', 'list del',
+        'list.sort', 'set.add', 'set|=', 'set.difference_update'])
+def test_internal_storage_cannot_be_changed_in_place(obj, change):
+    for target in (obj, make(type(obj), obj)):
+        before = repr(target)
+        with pytest.raises(AttributeError, match='internal storage'):
+            change(target._im_data)
+        assert repr(target) == before
+
+
 def test_guards_hold_under_python_O():
     code = (
         'import objstore as im\n'
