@@ -498,11 +498,13 @@ def test_guards_hold_under_python_O():
     assert out.stdout.strip() == 'ok'
 
 
-def test_no_assert_statements_in_the_module():
+def test_no_assert_statements_in_the_modules():
     import ast
     import inspect
-    tree = ast.parse(inspect.getsource(im.immutable))
-    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+    import objstore.immutable_collections
+    for module in (im.immutable, objstore.immutable_collections):
+        tree = ast.parse(inspect.getsource(module))
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Assert)]
 
 
 # -- persistence --------------------------------------------------------
