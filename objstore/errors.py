@@ -232,3 +232,18 @@ class BrokenModified(ObjstoreError, TypeError):
 
 class InvalidArgumentError(ObjstoreError, ValueError):
     """A call got an argument it cannot use; the message says which and why."""
+
+
+class ImmutableError(ObjstoreError, AttributeError):
+    """A write to an immutable that is not transient, or update() of a slave.
+
+    An ``AttributeError``, the type shoobx.immutable raises for these.
+    """
+
+
+class ImmutableStateError(ObjstoreError, RuntimeError):
+    """An immutable was asked for a state change its state forbids
+    (finalizing a locked one, unlocking, updating an outdated revision).
+
+    A ``RuntimeError``, the type shoobx.immutable raises when finalizing.
+    """

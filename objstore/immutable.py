@@ -45,19 +45,9 @@ _set_raw = persistent.Persistent.__setattr__
 _GUARDED_DUNDERS = frozenset({'__im_mode__', '__dict__', '__class__'})
 
 
-class ImmutableError(errors.ObjstoreError, AttributeError):
-    """A write to an immutable that is not transient, or update() of a slave.
-
-    An ``AttributeError``, the type shoobx.immutable raises for these.
-    """
-
-
-class ImmutableStateError(errors.ObjstoreError, RuntimeError):
-    """An immutable was asked for a state change its state forbids
-    (finalizing a locked one, unlocking, updating an outdated revision).
-
-    A ``RuntimeError``, the type shoobx.immutable raises when finalizing.
-    """
+# Defined with the other errors; importable from here as well.
+ImmutableError = errors.ImmutableError
+ImmutableStateError = errors.ImmutableStateError
 
 
 def create(cls, *args, **kw):
