@@ -19,3 +19,23 @@ nitpick_ignore = [
     ('py:class', 'transaction.interfaces.TransientError'),
 ]
 autodoc_member_order = 'bysource'
+
+
+def _public_interface_path(app, env, node, contnode):
+    """Link ``objstore.interfaces.<layer>.IFoo`` (where an interface is
+    defined) to ``objstore.interfaces.IFoo`` (where the API page documents
+    it, the path users import)."""
+    target = node.get('reftarget', '')
+    parts = target.split('.')
+    if (node.get('refdomain') != 'py' or len(parts) != 4
+            or parts[:2] != ['objstore', 'interfaces']):
+        return None
+    node['reftarget'] = 'objstore.interfaces.' + parts[-1]
+    domain = env.get_domain('py')
+    return domain.resolve_xref(env, node['refdoc'], app.builder,
+                               node['reftype'], node['reftarget'], node,
+                               contnode)
+
+
+def setup(app):
+    app.connect('missing-reference', _public_interface_path)
