@@ -9,7 +9,11 @@ The public surface, re-exported here:
 * shoobx.immutable's API (``import objstore as im``): :func:`create`,
   :func:`update`, :func:`failOnNonTransient`, :class:`ImmutableBase`,
   :class:`Immutable`, :class:`ImmutableDict`, :class:`ImmutableList`,
-  :class:`ImmutableSet`, from :mod:`objstore.immutable`.
+  :class:`ImmutableSet`, from :mod:`objstore.immutable`; and
+  :func:`defaultInfo`, :class:`DefaultRevisionInfo`,
+  :class:`RevisionedImmutableBase`, :class:`RevisionedImmutable`,
+  :class:`SimpleRevisionedImmutableManager`, :class:`RevisionedMapping`,
+  from :mod:`objstore.revisioned`.
 
 The storages live in :mod:`objstore.storages`, their contracts in
 :mod:`objstore.interfaces` and the exceptions in :mod:`objstore.errors`.
@@ -24,9 +28,16 @@ from objstore import interfaces  # noqa: F401 -- im.interfaces.IM_STATE_*
 from objstore.immutable import (
     Immutable, ImmutableBase, ImmutableDict, ImmutableList, ImmutableSet,
     create, failOnNonTransient, update)
+from objstore import revisioned  # noqa: F401 -- im.revisioned
+from objstore.revisioned import (
+    DefaultRevisionInfo, RevisionedImmutable, RevisionedImmutableBase,
+    RevisionedMapping, SimpleRevisionedImmutableManager, defaultInfo)
 
 __all__ = [
     'DB', 'open', 'connection',
     'create', 'update', 'failOnNonTransient', 'ImmutableBase', 'Immutable',
     'ImmutableDict', 'ImmutableList', 'ImmutableSet',
+    'defaultInfo', 'DefaultRevisionInfo', 'RevisionedImmutableBase',
+    'RevisionedImmutable', 'SimpleRevisionedImmutableManager',
+    'RevisionedMapping',
 ]
