@@ -1,4 +1,4 @@
-"""Revisioned immutables and a simple revision manager (shoobx.immutable's API).
+"""Revisioned immutables and a simple revision manager (shoobx.immutable).
 
 A revisioned immutable is an :class:`~objstore.immutable.Immutable` that
 knows its place in a history: ``__im_version__``, who made it
@@ -116,9 +116,10 @@ class RevisionedImmutableBase(Immutable):
     """An immutable that is one revision in a history.
 
     ``create(cls, creator=..., comment=...)`` and
-    ``update(obj, creator, comment)`` set the creator and comment; left None, they come from
-    :func:`defaultInfo`. An update makes a clone with the next
-    ``__im_version__`` and, when the revision has a manager, adds it there.
+    ``update(obj, creator, comment)`` set the creator and comment; left
+    None, they come from :func:`defaultInfo`. An update makes a clone with
+    the next ``__im_version__`` and, when the revision has a manager, adds
+    it there.
     """
 
     __im_version__ = 0

@@ -350,6 +350,51 @@ def test_revisions_share_unchanged_sub_objects_in_storage(db):
         assert old.answer == new.answer == ['a', 'b']
 
 
+def test_rolled_back_revisions_stay_readable_by_time_travel(db):
+    with db.transaction() as conn:
+        data = conn.root()['data'] = im.RevisionedMapping()
+        data['a'] = answer = make('q', 0)
+        for i in (1, 2):
+            with im.update(answer) as answer:
+                answer.answer = i
+    before_rollback = db.lastTransaction()
+    with db.transaction() as conn:
+        manager = conn.root()['data'].getRevisionManager('a')
+        manager.rollbackToRevision(next(manager.getRevisionHistory()))
+    with db.transaction() as conn:
+        manager = conn.root()['data'].getRevisionManager('a')
+        assert [r.answer for r in manager.getRevisionHistory()] == [0]
+    past = db.open(at=before_rollback)
+    try:
+        manager = past.root()['data'].getRevisionManager('a')
+        assert [r.answer for r in manager.getRevisionHistory()] == [0, 1, 2]
+        assert past.root()['data']['a'].answer == 2
+    finally:
+        past.close()
+
+
+def test_concurrent_updates_of_one_revision_conflict(db):
+    with db.transaction() as conn:
+        data = conn.root()['data'] = im.RevisionedMapping()
+        data['a'] = make('q', 0)
+    first = db.open(transaction.TransactionManager())
+    second = db.open(transaction.TransactionManager())
+    try:
+        for conn, value in ((first, 1), (second, 2)):
+            with im.update(conn.root()['data']['a']) as new:
+                new.answer = value
+        first.transaction_manager.commit()
+        with pytest.raises(errors.ConflictError):
+            second.transaction_manager.commit()
+        second.transaction_manager.abort()
+        manager = second.root()['data'].getRevisionManager('a')
+        assert [r.answer for r in manager.getRevisionHistory()] == [0, 1]
+    finally:
+        first.transaction_manager.abort()
+        first.close()
+        second.close()
+
+
 # -- a model ----------------------------------------------------------------
 
 _ops = st.lists(st.one_of(
