@@ -13,15 +13,12 @@ as fast). The phases are described in ``docs/benchmarks.rst`` and in
 :mod:`bench.db_workload`.
 """
 import argparse
-import json
 import os
 import shutil
 import sys
-import tempfile
-import time
 
-from bench import db_report, db_workload, environment, workload
-from bench.storages import Log
+from bench import db_report, db_workload, workload
+from bench.storages import Log, common_report, print_report, run_in_workdir
 
 PHASES = db_workload.OBJECT_PHASES
 
@@ -225,40 +222,18 @@ class Run:
 
 def run(opts, log=None):
     """Run the benchmark; the report as a JSON-serializable dict."""
-    log = log or Log()
-    parent = opts.dir
-    if parent is not None:
-        os.makedirs(parent, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix='objstore-bench-db-', dir=parent)
-    env = environment.describe(workdir)
-    started = time.perf_counter()
-    bench = Run(opts, workdir, log)
-    try:
-        bench.setup_pairs()
-        bench.object_rows()
-        bench.contention_rows()
-        bench.finish_notes()
-    finally:
-        if not opts.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    env['wall_time_s'] = round(time.perf_counter() - started, 1)
-    env['load_average_end'] = environment.load_average()
-    return {'environment': env, 'config': dict(vars(opts)),
-            'sides': {pair: (s['objstore'].label, s['ZODB'].label)
-                      for pair, s in bench.pairs.items()},
-            'rows': db_report.summarize(bench), 'errors': bench.errors,
-            'skipped': bench.skipped, 'notes': bench.notes,
-            'times': bench.times}
+    bench, env = run_in_workdir(
+        opts, log or Log(), 'objstore-bench-db-', Run,
+        ('setup_pairs', 'object_rows', 'contention_rows', 'finish_notes'))
+    result = common_report(opts, bench, env, db_report.summarize(bench))
+    result['sides'] = {pair: (s['objstore'].label, s['ZODB'].label)
+                       for pair, s in bench.pairs.items()}
+    return result
 
 
 def main(argv=None):
     opts = parse_args(sys.argv[1:] if argv is None else argv)
-    result = run(opts)
-    print(db_report.format_report(result))
-    if opts.json:
-        with open(opts.json, 'w') as f:
-            json.dump(result, f, indent=1, default=str)
-    return 0
+    return print_report(opts, run(opts), db_report.format_report)
 
 
 if __name__ == '__main__':

@@ -1,8 +1,8 @@
 """The table of ``python -m bench db``: rows, ratios, targets, text."""
-import statistics
 
 from bench import environment
-from bench.report import _count, format_seconds
+from bench.report import (
+    _count, format_seconds, ratio_range, ratio_row, render_table)
 
 LABELS = {
     'add': 'add %s items, one commit',
@@ -52,39 +52,6 @@ def summarize(run):
     return [r for r in out if r is not None]
 
 
-def ratio_row(pair, key, label, ours, ref, target, inverse=False, rate=False):
-    """One table row; ``ours``/``ref`` are per-repetition seconds.
-
-    The ratio is ref/ours (ours/ref with ``inverse``), taken per repetition
-    (the two were measured next to each other), then the median. ``rate``
-    rows hold seconds per transaction and are shown as transactions per
-    second (the ratio is the same either way).
-    """
-    if not ours and not ref:
-        return None
-    row = {'pair': pair, 'key': key, 'label': label, 'target': target,
-           'ours': statistics.median(ours) if ours else None,
-           'ref': statistics.median(ref) if ref else None,
-           'ours_runs': ours, 'ref_runs': ref, 'ratios': [], 'ratio': None,
-           'inverse': inverse, 'rate': rate}
-    if ours and ref:
-        row['ratios'] = [(o / r) if inverse else (r / o)
-                         for o, r in zip(ours, ref)]
-        row['ratio'] = statistics.median(row['ratios'])
-    row['status'] = status(row['ratio'], target)
-    return row
-
-
-def status(ratio, target):
-    if ratio is None:
-        return 'MISSING'
-    if target == 'info':
-        return ''
-    bound = float(target[2:])
-    ok = ratio >= bound if target.startswith('>=') else ratio <= bound
-    return 'PASS' if ok else 'FAIL'
-
-
 def _value(seconds, rate):
     if seconds is None:
         return '-'
@@ -102,23 +69,12 @@ def format_table(rows):
     head = ('pair', 'row', 'objstore', 'ZODB', 'ratio', 'range', 'target', '')
     lines = []
     for r in rows:
-        ratios = r['ratios']
         lines.append((
             r['pair'], r['label'], _value(r['ours'], r['rate']),
             _value(r['ref'], r['rate']),
             '-' if r['ratio'] is None else '%.2f' % r['ratio'],
-            '%.2f-%.2f' % (min(ratios), max(ratios)) if ratios else '-',
-            _target_text(r['target']), r['status']))
-    widths = [max(len(str(x[i])) for x in [head] + lines)
-              for i in range(len(head))]
-    align = '<<>>>><<'
-
-    def fmt(cells):
-        return '  '.join(('%-*s' if a == '<' else '%*s') % (w, c)
-                         for c, w, a in zip(cells, widths, align)).rstrip()
-    out = [fmt(head), fmt(['-' * w for w in widths])]
-    out.extend(fmt(line) for line in lines)
-    return '\n'.join(out)
+            ratio_range(r['ratios']), _target_text(r['target']), r['status']))
+    return render_table(head, lines)
 
 
 def format_report(report):

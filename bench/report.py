@@ -25,7 +25,7 @@ def summarize(run):
                 key = '%s %d' % (row, n)
                 label = labels[row] % ((_count(n), opts.batch) if row == 'store'
                                        else _count(n))
-                out.append(_ratio_row(pair, key, label, t['objstore'].get(key),
+                out.append(ratio_row(pair, key, label, t['objstore'].get(key),
                                       t['ZODB'].get(key), target))
         n = opts.open_records
         if pair == 'file':
@@ -33,13 +33,13 @@ def summarize(run):
                                 ('crash', 'after crash (killed writer)'),
                                 ('scan', 'full scan (no checkpoint/.index)')):
                 key = 'open-%s %d' % (state, n)
-                out.append(_ratio_row(pair, key, 'open %s-record file, %s'
+                out.append(ratio_row(pair, key, 'open %s-record file, %s'
                                       % (_count(n), what),
                                       t['objstore'].get(key),
                                       t['ZODB'].get(key), '>=1.00'))
             crash = t['objstore'].get('open-crash %d' % n)
             scan = t['objstore'].get('open-scan %d' % n)
-            out.append(_ratio_row(pair, 'crash-vs-scan', 'objstore open after '
+            out.append(ratio_row(pair, 'crash-vs-scan', 'objstore open after '
                                   'crash vs its own full scan', crash, scan,
                                   '>=5.00'))
         commit_o = _medians(t['objstore'].get('commit'))
@@ -47,13 +47,13 @@ def summarize(run):
         fsync = _medians(t.get('fsync', {}).get('fsync'))
         label = ('commit 1 record, fsync on' if pair == 'file'
                  else 'commit 1 record')
-        out.append(_ratio_row(pair, 'commit', label + ' (median of %d)'
+        out.append(ratio_row(pair, 'commit', label + ' (median of %d)'
                               % opts.commits, commit_o, commit_z, target))
         if pair == 'file':
-            out.append(_ratio_row(
+            out.append(ratio_row(
                 pair, 'commit/fsync', 'objstore commit vs raw fsync (obj/ref)',
                 commit_o, fsync, '<=1.30', inverse=True))
-            out.append(_ratio_row(
+            out.append(ratio_row(
                 pair, 'zodb-commit/fsync', 'ZODB commit vs raw fsync (in objstore'
                 ' column)', commit_z, fsync, 'info', inverse=True))
     return [r for r in out if r is not None]
@@ -73,11 +73,13 @@ def _medians(per_rep):
     return [statistics.median(v) for v in per_rep]
 
 
-def _ratio_row(pair, key, label, ours, ref, target, inverse=False):
+def ratio_row(pair, key, label, ours, ref, target, inverse=False, rate=False):
     """One table row; ``ours``/``ref`` are per-repetition seconds.
 
     The ratio is ref/ours (or ours/ref with ``inverse``), taken per
     repetition (the two were measured next to each other), then the median.
+    ``rate`` rows hold seconds per transaction and are shown as transactions
+    per second (the ratio is the same either way).
     """
     if not ours and not ref:
         return None
@@ -85,16 +87,16 @@ def _ratio_row(pair, key, label, ours, ref, target, inverse=False):
            'ours': statistics.median(ours) if ours else None,
            'ref': statistics.median(ref) if ref else None,
            'ours_runs': ours, 'ref_runs': ref, 'ratios': [], 'ratio': None,
-           'inverse': inverse}
+           'inverse': inverse, 'rate': rate}
     if ours and ref:
         pairs = list(zip(ours, ref))
         row['ratios'] = [(o / r) if inverse else (r / o) for o, r in pairs]
         row['ratio'] = statistics.median(row['ratios'])
-    row['status'] = _status(row['ratio'], target)
+    row['status'] = status(row['ratio'], target)
     return row
 
 
-def _status(ratio, target):
+def status(ratio, target):
     if ratio is None:
         return 'MISSING'
     if target == 'info':
@@ -102,6 +104,25 @@ def _status(ratio, target):
     bound = float(target[2:])
     ok = ratio >= bound if target.startswith('>=') else ratio <= bound
     return 'PASS' if ok else 'FAIL'
+
+
+def ratio_range(ratios):
+    """``min-max`` of a row's per-repetition ratios, or ``-``."""
+    return '%.2f-%.2f' % (min(ratios), max(ratios)) if ratios else '-'
+
+
+def render_table(head, lines, align='<<>>>><<'):
+    """Columns padded to their widest cell; ``align`` has one ``<`` (left)
+    or ``>`` (right) per column."""
+    widths = [max(len(str(x[i])) for x in [head] + lines)
+              for i in range(len(head))]
+
+    def fmt(cells):
+        return '  '.join(('%-*s' if a == '<' else '%*s') % (w, c)
+                         for c, w, a in zip(cells, widths, align)).rstrip()
+    out = [fmt(head), fmt(['-' * w for w in widths])]
+    out.extend(fmt(line) for line in lines)
+    return '\n'.join(out)
 
 
 def format_seconds(seconds):
@@ -129,23 +150,12 @@ def format_table(rows):
             'target', '')
     lines = []
     for r in rows:
-        ratios = r['ratios']
         lines.append((
             r['pair'], r['label'], format_seconds(r['ours']),
             format_seconds(r['ref']),
             _format_ratio(r['ratio'], r['target']),
-            '%.2f-%.2f' % (min(ratios), max(ratios)) if ratios else '-',
-            r['target'], r['status']))
-    widths = [max(len(str(x[i])) for x in [head] + lines)
-              for i in range(len(head))]
-    align = '<<>>>><<'
-
-    def fmt(cells):
-        return '  '.join(('%-*s' if a == '<' else '%*s') % (w, c)
-                         for c, w, a in zip(cells, widths, align)).rstrip()
-    out = [fmt(head), fmt(['-' * w for w in widths])]
-    out.extend(fmt(line) for line in lines)
-    return '\n'.join(out)
+            ratio_range(r['ratios']), r['target'], r['status']))
+    return render_table(head, lines)
 
 
 def format_report(report):

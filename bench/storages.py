@@ -332,41 +332,56 @@ def _sizes(directory):
 
 # -- main --------------------------------------------------------------------
 
-def run(opts, log=None):
-    """Run the benchmark; the report as a JSON-serializable dict."""
-    log = log or Log()
+def run_in_workdir(opts, log, prefix, make_run, steps):
+    """Run ``steps`` (method names) of ``make_run(opts, workdir, log)`` in a
+    new temporary directory under ``opts.dir``, removed unless
+    ``opts.keep``; returns ``(run, environment)`` with the wall time and
+    the load average at the end filled in."""
     parent = opts.dir
     if parent is not None:
         os.makedirs(parent, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix='objstore-bench-', dir=parent)
+    workdir = tempfile.mkdtemp(prefix=prefix, dir=parent)
     env = environment.describe(workdir)
     started = time.perf_counter()
-    bench = Run(opts, workdir, log)
+    bench = make_run(opts, workdir, log)
     try:
-        bench.setup_pairs()
-        bench.data_rows()
-        bench.commit_rows()
-        bench.open_rows()
+        for step in steps:
+            getattr(bench, step)()
     finally:
         if not opts.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     env['wall_time_s'] = round(time.perf_counter() - started, 1)
     env['load_average_end'] = environment.load_average()
-    config = {k: v for k, v in vars(opts).items()}
-    return {'environment': env, 'config': config,
-            'rows': report.summarize(bench), 'errors': bench.errors,
-            'skipped': bench.skipped, 'notes': bench.notes,
-            'times': bench.times}
+    return bench, env
 
 
-def main(argv=None):
-    opts = parse_args(sys.argv[1:] if argv is None else argv)
-    result = run(opts)
-    print(report.format_report(result))
+def common_report(opts, bench, env, rows):
+    """The parts of a report every benchmark has, as a JSON-ready dict."""
+    return {'environment': env, 'config': dict(vars(opts)), 'rows': rows,
+            'errors': bench.errors, 'skipped': bench.skipped,
+            'notes': bench.notes, 'times': bench.times}
+
+
+def print_report(opts, result, format_report):
+    """Print the table; write the whole report to ``opts.json`` if given."""
+    print(format_report(result))
     if opts.json:
         with open(opts.json, 'w') as f:
             json.dump(result, f, indent=1, default=str)
     return 0
+
+
+def run(opts, log=None):
+    """Run the benchmark; the report as a JSON-serializable dict."""
+    bench, env = run_in_workdir(
+        opts, log or Log(), 'objstore-bench-', Run,
+        ('setup_pairs', 'data_rows', 'commit_rows', 'open_rows'))
+    return common_report(opts, bench, env, report.summarize(bench))
+
+
+def main(argv=None):
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    return print_report(opts, run(opts), report.format_report)
 
 
 if __name__ == '__main__':
