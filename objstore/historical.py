@@ -7,7 +7,7 @@ from zope.interface import implementer
 
 from objstore import errors
 from objstore.interfaces import IMVCCStorage
-from objstore.views import Delegating
+from objstore.views import Delegating, load_before_start
 
 __all__ = ['HistoricalInstance', 'historical']
 
@@ -17,7 +17,7 @@ def _read_only(what):
         raise errors.ReadOnlyHistoryError(
             'cannot %s: this view of %s shows the database before tid %s'
             ' and is read-only' % (what, self.getName(),
-                                   errors.oid_repr(self._before)))
+                                   errors.oid_repr(self._start)))
     refuse.__name__ = what
     return refuse
 
@@ -39,28 +39,15 @@ class HistoricalInstance(Delegating):
             raise TypeError('before must be an 8-byte tid, not %r'
                             % (before,))
         super().__init__(storage)
-        self._before = before
+        self._start = before
         self._owned = owned
 
     def new_instance(self):
         if self._owned:
-            return historical(self._storage.new_instance(), self._before)
-        return HistoricalInstance(self._storage, self._before)
+            return historical(self._storage.new_instance(), self._start)
+        return HistoricalInstance(self._storage, self._start)
 
-    def load(self, oid):
-        """``(data, serial)`` of ``oid`` as it was just before the pinned
-        moment; POSKeyError if it did not exist then."""
-        # The storage's loadBefore directly: the one call per object of a
-        # historical read, as for the snapshot instances.
-        try:
-            result = self._loadBefore(oid, self._before)
-        except errors.POSKeyError:
-            raise
-        except KeyError as exc:
-            raise errors.POSKeyError(oid) from exc
-        if result is None:
-            raise errors.POSKeyError(oid)
-        return result[0], result[1]
+    load = load_before_start
 
     def isReadOnly(self):
         return True

@@ -29,7 +29,8 @@ from objstore.foreign import is_mvcc, passing_errors, translating
 from objstore.historical import HistoricalInstance, historical
 from objstore.serialize import references as _references
 from objstore.views import (
-    Delegating, pass_through, raise_ours, maxtid, p64, u64, z64)
+    Delegating, load_before_start, maxtid, p64, pass_through, raise_ours, u64,
+    z64)
 
 __all__ = ['MVCCAdapter', 'MVCCInstance', 'HistoricalInstance',
            'historical', 'is_mvcc', 'translating']
@@ -293,18 +294,7 @@ class MVCCInstance(_Writing):
     def new_instance(self):
         return self._adapter.new_instance()
 
-    def load(self, oid):
-        """``(data, serial)`` of ``oid`` in this snapshot; POSKeyError if
-        it did not exist then (or was deleted)."""
-        try:
-            result = self._loadBefore(oid, self._start)
-        except errors.POSKeyError:
-            raise
-        except KeyError as exc:
-            raise errors.POSKeyError(oid) from exc
-        if result is None:
-            raise errors.POSKeyError(oid)
-        return result[0], result[1]
+    load = load_before_start
 
     def poll_invalidations(self):
         """Move the snapshot to the newest commit; return the set of oids

@@ -101,3 +101,19 @@ class Delegating:
     def registerDB(self, wrapper):
         """Does nothing: the adapter is the storage's wrapper and tells
         the views what they need."""
+
+
+def load_before_start(self, oid):
+    """``load`` of the views that read as of a moment (``self._start``, an
+    exclusive tid): ``(data, serial)`` of the revision of ``oid`` current
+    just before it; POSKeyError if the object did not exist then (or was
+    deleted). Bound as a method, so a load is one call into the storage."""
+    try:
+        result = self._loadBefore(oid, self._start)
+    except errors.POSKeyError:
+        raise
+    except KeyError as exc:
+        raise errors.POSKeyError(oid) from exc
+    if result is None:
+        raise errors.POSKeyError(oid)
+    return result[0], result[1]
