@@ -54,6 +54,16 @@ def assert_state(storage, state):
         assert storage.load(oid) == (data, tid)
 
 
+def assert_reopens(path, state, scanned):
+    """Open ``path``: it reads ``scanned`` log records and shows ``state``."""
+    storage = FileStorage(path)
+    try:
+        assert storage.records_scanned == scanned
+        assert_state(storage, state)
+    finally:
+        storage.close()
+
+
 def assert_cut_on_open(path, size, state):
     """Opening ``path`` cuts it to ``size`` with a warning naming the file
     and the offset, and shows ``state``; the next open is silent."""
@@ -78,12 +88,7 @@ def test_open_after_clean_close_reads_only_the_checkpoint(path):
     storage = FileStorage(path)
     state = fill(storage, 20)
     storage.close()
-    storage = FileStorage(path)
-    try:
-        assert storage.records_scanned == 0
-        assert_state(storage, state)
-    finally:
-        storage.close()
+    assert_reopens(path, state, scanned=0)
 
 
 def test_open_after_crash_reads_checkpoint_plus_tail(path, tmp_path,
@@ -112,12 +117,7 @@ def test_without_checkpoint_the_whole_log_is_scanned(path):
     state = fill(storage, 10)
     storage.close()
     os.remove(path + '.index')
-    storage = FileStorage(path)
-    try:
-        assert storage.records_scanned == 30
-        assert_state(storage, state)
-    finally:
-        storage.close()
+    assert_reopens(path, state, scanned=30)
 
 
 @pytest.mark.parametrize('damage', ['flip-header', 'flip-directory',
@@ -140,12 +140,7 @@ def test_a_bad_checkpoint_is_ignored(path, damage):
         f.seek(0)
         f.truncate()
         f.write(data)
-    storage = FileStorage(path)
-    try:
-        assert storage.records_scanned == 30
-        assert_state(storage, state)
-    finally:
-        storage.close()
+    assert_reopens(path, state, scanned=30)
 
 
 def test_a_damaged_checkpoint_group_is_rebuilt_from_the_log(path):
@@ -166,12 +161,7 @@ def test_a_damaged_checkpoint_group_is_rebuilt_from_the_log(path):
         state.update(fill(storage, 1))
     finally:
         storage.close()
-    storage = FileStorage(path)
-    try:
-        assert storage.records_scanned == 0
-        assert_state(storage, state)
-    finally:
-        storage.close()
+    assert_reopens(path, state, scanned=0)
 
 
 def test_a_checkpoint_of_a_longer_log_is_ignored(path, tmp_path):
