@@ -119,7 +119,9 @@ class RevisionedImmutableBase(Immutable):
     ``update(obj, creator, comment)`` set the creator and comment; left
     None, they come from :func:`defaultInfo`. An update makes a clone with
     the next ``__im_version__`` and, when the revision has a manager, adds
-    it there.
+    it there; a managed revision that is not its history's current one
+    (retired, deleted, or rolled out of the history) raises
+    ImmutableStateError before the update block runs.
     """
 
     __im_version__ = 0
@@ -138,6 +140,17 @@ class RevisionedImmutableBase(Immutable):
         self._im_set_info(creator, comment)
 
     def __im_before_update__(self, clone, creator=None, comment=None):
+        manager = self.__im_manager__
+        if (manager is not None
+                and manager.getCurrentRevision(self) is not self):
+            # A revision rolled out of its history is still locked, yet
+            # only the current revision may have a successor; refusing
+            # here, before the caller's block runs, spares it work that
+            # addRevision would throw away.
+            raise errors.ImmutableStateError(
+                'Cannot update version %s of %s: it is not the current'
+                ' revision of its history.'
+                % (self.__im_version__, type(self).__name__))
         clone._im_set_info(creator, comment)
         clone.__im_version__ = self.__im_version__ + 1
         # The clone is not active until its manager adds it.

@@ -148,6 +148,21 @@ def test_rollback_without_activate_leaves_no_current_revision():
     assert revs[0].__im_state__ == IM_STATE_RETIRED
 
 
+def test_revision_rolled_out_of_history_refuses_update_before_block_runs():
+    manager, revs = history(None, 3)
+    manager.rollbackToRevision(revs[0])
+    # Still locked and showing no end, but no longer in the history.
+    assert revs[2].__im_state__ == IM_STATE_LOCKED
+    ran = []
+    with pytest.raises(errors.ImmutableStateError,
+                       match='not the current revision'):
+        with im.update(revs[2]) as clone:
+            ran.append(clone)
+    assert ran == []
+    assert list(manager.getRevisionHistory()) == revs[:1]
+    assert manager.getCurrentRevision() is revs[0]
+
+
 def test_rollback_to_unknown_revision_raises_key_error():
     manager, _ = history(None, 2)
     with pytest.raises(KeyError):
