@@ -4,6 +4,7 @@ import sys
 SUBCOMMANDS = {
     'storages': 'bench.storages',
     'db': 'bench.db',
+    'immutables': 'bench.immutables',
 }
 
 
@@ -16,6 +17,8 @@ def main(argv=None):
               file=sys.stderr)
         print('  db        objstore DB and Connection against ZODB\'s, same '
               'objects', file=sys.stderr)
+        print('  immutables  objstore immutables against shoobx.immutable',
+              file=sys.stderr)
         return 2
     module = __import__(SUBCOMMANDS[argv[0]], fromlist=['main'])
     return module.main(argv[1:])
