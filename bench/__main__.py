@@ -13,9 +13,9 @@ def main(argv=None):
     if not argv or argv[0] not in SUBCOMMANDS:
         print('usage: python -m bench {%s} [options]' % ','.join(SUBCOMMANDS),
               file=sys.stderr)
-        print('  storages  objstore storages against ZODB\'s, same workload',
+        print('  storages    objstore storages against ZODB\'s, same workload',
               file=sys.stderr)
-        print('  db        objstore DB and Connection against ZODB\'s, same '
+        print('  db          objstore DB and Connection against ZODB\'s, same '
               'objects', file=sys.stderr)
         print('  immutables  objstore immutables against shoobx.immutable',
               file=sys.stderr)
