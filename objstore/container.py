@@ -1,8 +1,9 @@
 """A persistent container of named revision histories, indexed in BTrees.
 
 :class:`RevisionedContainer` is a mapping of names to the current revision
-of each name's history, and the :class:`IRevisionedImmutableManager` of
-every revision in it. Each revision is a persistent object of its own,
+of each name's history, and the
+:class:`~objstore.interfaces.IRevisionedImmutableManager` of every revision
+in it. Each revision is a persistent object of its own,
 referenced from a few BTrees:
 
 * ``(name, version) -> revision``: the history of a name, in order;
@@ -24,9 +25,9 @@ exception is ``comment``, a substring filter no BTree can index: it is
 checked on the revisions the other filters select, from the start of the
 selection until the batch is full.
 
-Compared with :class:`~objstore.revisioned.SimpleRevisionedImmutableManager`
-(one history in a tuple, queries scan it), this suits long histories and
-many names; it writes a few BTree buckets per revision.
+Compared with ``objstore.SimpleRevisionedImmutableManager`` (one history
+in a tuple, queries scan it), this suits long histories and many names; it
+writes a few BTree buckets per revision.
 """
 import collections.abc
 import datetime
@@ -74,16 +75,23 @@ def _check_moment(what, value):
             % (what, value))
 
 
-def _check_count(what, value, allow_none):
+def _check_name(name):
+    # Names share BTree keys, where a str cannot be compared with others.
+    if not isinstance(name, str):
+        raise errors.InvalidArgumentError(
+            'names in a RevisionedContainer are str, not %s %r'
+            % (type(name).__name__, name))
+
+
+def _check_count(what, value, allow_none=False):
     if value is None and allow_none:
         return
-    if (not isinstance(value, int) or isinstance(value, bool)
-            or value < 0):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise errors.InvalidArgumentError(
             '%s must be an int of 0 or more, got %r' % (what, value))
 
 
-def _range_values(tree, prefix, lo, hi, backwards=False):
+def _range_values(tree, prefix, lo, hi, backwards):
     """The values of ``tree`` at ``prefix + (i,)`` for i from lo to hi
     (inclusive), lazily, in that order or backwards."""
     if not backwards:
@@ -115,7 +123,7 @@ class RevisionedContainer(persistent.Persistent,
     """Named revision histories with indexed queries.
 
     As a mapping: names (str) to current revisions, in name order; a
-    deleted name is hidden (:meth:`withDeletedItems` shows it).
+    deleted name is hidden (``withDeletedItems()`` shows it).
     ``container[name] = obj`` starts the history of ``name`` with the
     locked revisioned immutable ``obj`` (version 0), or, when ``name``
     already has a history, adds ``obj`` as its next revision: a name keeps
@@ -160,10 +168,7 @@ class RevisionedContainer(persistent.Persistent,
         return self._live_count()
 
     def __setitem__(self, name, obj):
-        if not isinstance(name, str):
-            raise errors.InvalidArgumentError(
-                'names in a %s are str, not %s %r'
-                % (type(self).__name__, type(name).__name__, name))
+        _check_name(name)
         self._add(name, obj)
 
     def __delitem__(self, name):
@@ -197,8 +202,8 @@ class RevisionedContainer(persistent.Persistent,
     def getRevision(self, name, version):
         """Return revision ``version`` of ``name``'s history; KeyError if
         there is none."""
-        _check_text('name', name)
-        _check_count('version', version, allow_none=False)
+        _check_name(name)
+        _check_count('version', version)
         try:
             return self._revisions[(name, version)]
         except KeyError:
@@ -223,7 +228,7 @@ class RevisionedContainer(persistent.Persistent,
         _check_text('comment', comment)
         _check_moment('startBefore', startBefore)
         _check_moment('startAfter', startAfter)
-        _check_count('batchStart', batchStart, allow_none=False)
+        _check_count('batchStart', batchStart)
         _check_count('batchSize', batchSize, allow_none=True)
         lo, hi = self._version_range(name, startAfter, startBefore)
         if creator is None:
@@ -426,22 +431,19 @@ class RevisionedContainer(persistent.Persistent,
         """Versions (lo, hi) of ``name``'s revisions starting after
         ``after`` and before ``before``; lo > hi when there are none."""
         lo, hi = 0, self._histories[name].size - 1
-        if after is not None:
-            try:
-                key = self._starts.minKey((name, after))
-            except ValueError:
-                return 1, 0
-            if key[0] != name:
-                return 1, 0
-            lo = self._starts[key] + (1 if key[1] == after else 0)
-        if before is not None:
-            try:
-                key = self._starts.maxKey((name, before))
-            except ValueError:
-                return 1, 0
-            if key[0] != name:
-                return 1, 0
-            hi = self._starts[key] - (1 if key[1] == before else 0)
+        starts = self._starts
+        try:
+            if after is not None:
+                key = starts.minKey((name, after))
+                lo = (starts[key] + (1 if key[1] == after else 0)
+                      if key[0] == name else hi + 1)
+            if before is not None:
+                key = starts.maxKey((name, before))
+                hi = (starts[key] - (1 if key[1] == before else 0)
+                      if key[0] == name else -1)
+        except ValueError:
+            # No key at all on that side of the bound.
+            return 1, 0
         return lo, hi
 
     def _creator_range(self, name, creator, lo, hi):
@@ -464,8 +466,8 @@ class RevisionedContainer(persistent.Persistent,
 
 @implementer(interfaces.IRevisionedImmutableManager)
 class _WithDeletedItems(collections.abc.MutableMapping):
-    """A :class:`RevisionedContainer` whose mapping also shows deleted
-    names; not persistent, made by ``withDeletedItems()``."""
+    """A ``RevisionedContainer`` whose mapping also shows deleted names;
+    not persistent, made by ``withDeletedItems()``."""
 
     def __init__(self, container):
         self._container = container

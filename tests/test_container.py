@@ -208,8 +208,11 @@ def test_bad_query_arguments_raise_invalid_argument_error(kw):
 
 def test_get_revision_checks_its_arguments():
     container = filled()
-    with pytest.raises(errors.InvalidArgumentError, match='name'):
-        container.getRevision(1, 0)
+    for name in (1, None, ('a',)):
+        with pytest.raises(errors.InvalidArgumentError, match='str'):
+            container.getRevision(name, 0)
+        with pytest.raises(errors.InvalidArgumentError, match='str'):
+            container[name] = make()
     with pytest.raises(errors.InvalidArgumentError, match='version'):
         container.getRevision('a', '0')
 
