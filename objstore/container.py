@@ -240,9 +240,11 @@ class RevisionedContainer(persistent.Persistent,
             else:
                 lo, hi = self._creator_range(name, creator, lo, hi)
         if comment is not None:
+            # A revision without a comment matches no comment filter.
             matching = (
                 r for r in _range_values(tree, prefix, lo, hi, reversed)
-                if comment in (r.__im_comment__ or ''))
+                if r.__im_comment__ is not None
+                and comment in r.__im_comment__)
             end = None if batchSize is None else batchStart + batchSize
             return iter(list(itertools.islice(matching, batchStart, end)))
         if reversed:

@@ -16,7 +16,7 @@ from objstore.interfaces import (
 
 NAMES = ('a', 'b', 'c')
 CREATORS = (None, 'ann', 'bob')
-COMMENTS = (None, 'fix', 'fix typo', 'style')
+COMMENTS = (None, 'fix', 'fix typo', 'style', '')
 TICK = datetime.timedelta(microseconds=1)
 
 
@@ -96,7 +96,8 @@ class Model:
 def expected(history, creator, comment, after, before, start, size, rev):
     found = [r for r in history
              if (creator is None or r.__im_creator__ == creator)
-             and (comment is None or comment in (r.__im_comment__ or ''))
+             and (comment is None or (r.__im_comment__ is not None
+                                      and comment in r.__im_comment__))
              and (after is None or r.__im_start_on__ > after)
              and (before is None or r.__im_start_on__ < before)]
     if rev:
