@@ -13,7 +13,9 @@ The public surface, re-exported here:
   :func:`defaultInfo`, :class:`DefaultRevisionInfo`,
   :class:`RevisionedImmutableBase`, :class:`RevisionedImmutable`,
   :class:`SimpleRevisionedImmutableManager`, :class:`RevisionedMapping`,
-  from :mod:`objstore.revisioned`.
+  from :mod:`objstore.revisioned`;
+* :class:`RevisionedContainer` -- many named revision histories in
+  BTrees, from :mod:`objstore.container`.
 
 The storages live in :mod:`objstore.storages`, their contracts in
 :mod:`objstore.interfaces` and the exceptions in :mod:`objstore.errors`.
@@ -32,6 +34,7 @@ from objstore import revisioned  # noqa: F401 -- im.revisioned
 from objstore.revisioned import (
     DefaultRevisionInfo, RevisionedImmutable, RevisionedImmutableBase,
     RevisionedMapping, SimpleRevisionedImmutableManager, defaultInfo)
+from objstore.container import RevisionedContainer
 
 __all__ = [
     'DB', 'open', 'connection',
@@ -39,5 +42,5 @@ __all__ = [
     'ImmutableDict', 'ImmutableList', 'ImmutableSet',
     'defaultInfo', 'DefaultRevisionInfo', 'RevisionedImmutableBase',
     'RevisionedImmutable', 'SimpleRevisionedImmutableManager',
-    'RevisionedMapping',
+    'RevisionedMapping', 'RevisionedContainer',
 ]
