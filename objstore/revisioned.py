@@ -278,10 +278,17 @@ class SimpleRevisionedImmutableManager(persistent.Persistent):
 
         The revisions after it leave the history; with ``activate`` it
         becomes current again (locked, ``__im_end_on__`` None), which also
-        revives a deleted one. Raises KeyError if ``revision`` is not in
-        the history.
+        revives a deleted one. The revision that was current, if it leaves
+        the history, is retired (as RevisionedContainer does), so it cannot
+        be updated again. Raises KeyError if ``revision`` is not in the
+        history.
         """
         index = self._index(revision)
+        removed = self._revisions[index + 1:]
+        current = self.getCurrentRevision()
+        if current is not None and any(r is current for r in removed):
+            current.__im_end_on__ = self._now()
+            current.__im_set_state__(RETIRED)
         self._revisions = self._revisions[:index + 1]
         if activate:
             revision.__im_end_on__ = None

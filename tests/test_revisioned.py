@@ -151,11 +151,11 @@ def test_rollback_without_activate_leaves_no_current_revision():
 def test_revision_rolled_out_of_history_refuses_update_before_block_runs():
     manager, revs = history(None, 3)
     manager.rollbackToRevision(revs[0])
-    # Still locked and showing no end, but no longer in the history.
-    assert revs[2].__im_state__ == IM_STATE_LOCKED
+    # The current revision left the history: retired, with an end.
+    assert revs[2].__im_state__ == IM_STATE_RETIRED
+    assert revs[2].__im_end_on__ is not None
     ran = []
-    with pytest.raises(errors.ImmutableStateError,
-                       match='not the current revision'):
+    with pytest.raises(errors.ImmutableStateError, match='outdated'):
         with im.update(revs[2]) as clone:
             ran.append(clone)
     assert ran == []
