@@ -43,6 +43,10 @@ from objstore.unpickler import _PASS_THROUGH, _database_name
 
 __all__ = ['ObjectWriter', 'ObjectReader']
 
+# Records bigger than this (bytes) leave a big pickle memo behind; see
+# ObjectWriter.serialize.
+_BIG_RECORD = 64 * 1024
+
 class _ForeignReference(Exception):
     """Raised inside the pickler; serialize() turns it into a clear error."""
 
@@ -193,6 +197,11 @@ class ObjectWriter:
         except BaseException as exc:
             return self._serialize_slowly(obj, meta, state, exc, mark)
         f.truncate()
+        if f.tell() > _BIG_RECORD:
+            # clear_memo() costs what the biggest memo ever held: after one
+            # big record every later clear would pay for it. A new memo
+            # starts small again.
+            pickler.memo = {}
         return f.getvalue()
 
     def _class_meta(self, obj):

@@ -195,6 +195,21 @@ def test_oobtree_with_buckets_round_trips():
     assert loaded['k01234'].i == 1234
 
 
+def test_records_after_a_big_one_round_trip():
+    # A big record makes the writer start a new pickle memo; what it
+    # writes next must not refer to anything of the old one.
+    jar = FakeJar()
+    root = PersistentMapping()
+    oid = jar.add(root)
+    shared = ('shared', 1)
+    root['big'] = PersistentMapping({i: (shared, str(i)) for i in range(20000)})
+    root['small'] = [PersistentMapping({'t': shared}) for _ in range(3)]
+    jar.commit(root)
+    loaded = reopen(jar, oid)
+    assert loaded['big'][19999] == (('shared', 1), '19999')
+    assert [m['t'] for m in loaded['small']] == [shared] * 3
+
+
 def test_cycles_and_self_references_round_trip():
     jar = FakeJar()
     a, b = Item(), Item()
