@@ -6,34 +6,31 @@ one record each: changing one item of a committed collection writes
 O(log n) records, and ``copy()`` is O(1).
 
 Token rules: every change names a token (any object, compared with ``is``).
-A node this tree made under the token it is changed under is changed in
-place; any other node is copied, with the path above it. Ownership is a
-``_v_`` attribute, so a node loaded from storage is never owned, and
-``copy()`` ends the ownership of both trees: neither changes a node they
-share in place again. Node contents are tuples, which nothing can change.
+A node this tree made under that token is changed in place; any other node
+is copied, with the path above it. Ownership is a ``_v_`` attribute, so a
+loaded node is never owned, and ``copy()`` ends the ownership of both
+trees. Node contents are tuples, which nothing can change.
 
 Design decisions, and their costs:
 
-* TrieMap is a B+tree ordered by :func:`stable_hash`, not a 5-bit HAMT: a
-  HAMT leaf overflowing at a fixed depth splits into 32 nearly empty ones,
-  while B+tree nodes stay over a third full. A branch holds, per child, the
-  lowest hash it may hold (the first is never consulted); a leaf holds its
-  hashes, sorted, and a flat tuple of key, value and insertion number per
-  entry. Entries of one hash share a leaf. Iteration sorts the entries by
-  insertion number once and keeps that order until the next change.
-* Keys without a stable hash live apart, in one node, found through a
-  ``_v_`` dict built from it, so Python's hash() and ``==`` decide as in a
-  dict. Such a key is also looked for among the hashed keys, where an equal
-  one must sit: at its numeric hash (what equals a number hashes like it),
-  at its base value's hash (a subclass of a covered type keeping its
-  base's ``==``), or, for a class with its own ``==``, by a scan of every
-  hashed key. That scan, and one apart record rewritten whole on each of
-  its changes, are the price of exact dict semantics for such keys.
+* TrieMap is a B+tree ordered by :func:`stable_hash`, not a 5-bit HAMT,
+  whose leaves overflowing at a fixed depth split into 32 nearly empty
+  ones. A branch holds, per child, the lowest hash it may hold (the first
+  is never consulted); a leaf, its sorted hashes and a flat tuple of key,
+  value and insertion number per entry; entries of one hash share a leaf.
+  Iteration sorts the entries by insertion number once per change.
+* Keys without a stable hash live apart, in one record (rewritten whole
+  when they change), found through a ``_v_`` dict, so hash() and ``==``
+  decide as in a dict. An equal hashed key is looked for where it must
+  sit: at the key's numeric hash (what equals a number hashes like it), at
+  its base value's hash (a subclass keeping its base's ``==``), or, for a
+  class with its own ``==``, by scanning every hashed key. Where ``==`` is
+  no equivalence, which equal key is found may differ from a dict's pick.
 * TrieVector is a counted B+tree (a rope): a branch holds, per child, its
-  number of items. Growth at the end splits full-and-rest, so vectors built
-  by appending have full leaves; other splits are even.
-* Nodes are dropped when empty, never merged (as in many database B-trees):
-  deletes cost no neighbour records, but a tree shrunk by many deletes
+  number of items. Growth at the end splits full-and-rest, so appending
+  fills leaves; other splits are even.
+* Empty nodes are dropped, others never merged (as in many database
+  B-trees): deletes write no neighbours, but a tree shrunk by many deletes
   keeps sparse nodes until it grows again or they empty.
 * Numbers hash with Python's numeric hash: documented, process independent,
   equal across int, float, complex, Decimal and Fraction, and the same on
@@ -449,8 +446,9 @@ class TrieMap(_Tree, collections.abc.Mapping):
             entry = (key, value, self._seq)
             self._seq, self._len = self._seq + 1, self._len + 1
             if j is None:
-                f = self._apart.f if self._apart is not None else ()
-                self._apart = _renew(self._apart, edit, _MapLeaf, (), f + entry)
+                apart = self._apart
+                f = apart.f if apart is not None else ()
+                self._apart = _renew(apart, edit, _MapLeaf, (), f + entry)
                 return
             leaf = path[-1][0].kids[path[-1][1]] if path else self._top()
             at = bisect_right(leaf.h, j)

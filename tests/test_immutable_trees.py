@@ -27,6 +27,8 @@ from objstore.immutable_trees import TrieMap, TrieVector, stable_hash
 from objstore.storages.file import FileStorage
 from objstore.storages.memory import MemoryStorage
 
+from db_fixtures import db, storage_factory  # noqa: F401 -- fixtures
+
 TESTS = Path(__file__).parent
 NAN = float('nan')
 TOKENS = [object(), object(), object()]
@@ -591,6 +593,29 @@ def test_loaded_nodes_are_never_owned(counted):
         reader.close()
 
 
+def test_nodes_changed_in_place_after_a_commit_are_stored_again(db):
+    manager = transaction.TransactionManager()
+    conn = db.open(manager)
+    holder = conn.root.holder = Holder()
+    holder.map, holder.vector = SmallMap(), SmallVector()
+    for i in range(50):
+        holder.map.set(i, i, TOKENS[0])
+        holder.vector.append(i, TOKENS[0])
+    manager.commit()
+    root = holder.map._root
+    holder.map.set(7, 'seven', TOKENS[0])       # the same token: in place
+    holder.vector.set(7, 'seven', TOKENS[0])
+    assert holder.map._root is root
+    manager.commit()
+    reader = db.open(transaction.TransactionManager())
+    try:
+        assert reader.root.holder.map[7] == 'seven'
+        assert reader.root.holder.vector[7] == 'seven'
+    finally:
+        reader.close()
+        conn.close()
+
+
 WRITER = '''
 import sys, transaction
 from objstore.db import DB
@@ -639,8 +664,9 @@ def stored_keys():
 
 
 def run_with_seed(script, path, seed):
-    env = dict(os.environ, PYTHONHASHSEED=str(seed), PYTHONPATH=os.pathsep.join(
-        [str(TESTS), os.environ.get('PYTHONPATH', '')]))
+    path_list = [str(TESTS), os.environ.get('PYTHONPATH', '')]
+    env = dict(os.environ, PYTHONHASHSEED=str(seed),
+               PYTHONPATH=os.pathsep.join(path_list))
     return subprocess.run([sys.executable, '-c', script, str(path)], env=env,
                           capture_output=True, text=True, check=True).stdout
 
