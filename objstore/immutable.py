@@ -9,8 +9,17 @@ stored state, so a locked object is still locked after it is loaded again.
 Compared with shoobx.immutable, every way of writing to a locked object
 raises (``del``, in-place operators, slice assignment, the internal storage,
 ``__im_state__``), values inside tuples are conformed too, and the guards
-are exceptions, not ``assert``. Clones are deep for now. The collections
-live in :mod:`objstore.immutable_collections` and are re-exported here.
+are exceptions, not ``assert``. The collections live in
+:mod:`objstore.immutable_collections` and are re-exported here.
+
+Structural sharing: a locked object never changes again, so a clone made
+by :func:`update` shares its locked sub-objects instead of copying them.
+Sub-objects reached through the clone are lent: the clone holds a
+transient copy of each (made when the clone is made for attributes, when
+an item is first read for collections), so writes through it work as in
+shoobx.immutable. When the block ends, every lent copy that nothing wrote
+to is dropped and the original put back, so the new object shares (in
+memory and in storage) everything the block did not change.
 """
 import contextlib
 import functools
@@ -76,7 +85,19 @@ def failOnNonTransient(func):
     return wrapper
 
 
+# Exact types that are never IImmutable: most items are one of these, and
+# asking zope.interface costs far more than a set lookup.
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None), tuple,
+                    frozenset, dict, list, set})
+# Of those, the ones that hold no other value.
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+
+
 def _is_immutable(value):
+    if type(value) in _PLAIN:
+        return False
+    if isinstance(value, ImmutableBase):
+        return True
     return interfaces.IImmutable.providedBy(value)
 
 
@@ -135,6 +156,48 @@ def _shared_or_cloned(value):
     return value
 
 
+def _lend(value):
+    """A transient copy of a held value whose immutables are lent clones:
+    each remembers its original in ``_v_im_origin``, so that an unchanged
+    one can be swapped back when its holder is locked."""
+    if _is_immutable(value):
+        if value.__im_state__ == TRANSIENT:
+            return value
+        clone = value.__im_clone__()
+        _set_raw(clone, '__im_mode__', SLAVE)
+        _set_raw(clone, '_v_im_origin', value)
+        return clone
+    if isinstance(value, tuple):
+        return _rebuild_tuple(value, tuple(_lend(v) for v in value))
+    return value
+
+
+def _settle(value):
+    """``value`` with every lent clone in it that nothing changed replaced
+    by its original (which is then shared); changed clones stay."""
+    if _is_immutable(value):
+        origin = value.__dict__.get('_v_im_origin')
+        if origin is None or value.__im_state__ != TRANSIENT:
+            return value
+        if value._im_settle():
+            return value
+        # Dropped; locked so that a reference kept to it cannot be
+        # mistaken for a writable part of the new object.
+        value.__im_set_state__(LOCKED)
+        return origin
+    if isinstance(value, tuple):
+        return _rebuild_tuple(value, tuple(_settle(v) for v in value))
+    return value
+
+
+def _same(a, b):
+    """Whether ``a`` holds exactly the objects ``b`` holds."""
+    if a is b:
+        return True
+    return (type(a) is type(b) and isinstance(a, tuple) and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b)))
+
+
 def _cloned(value):
     """A transient copy of a held value (items of the internal storage
     included), with every immutable inside it cloned."""
@@ -155,11 +218,13 @@ def _immutables_in(value):
     """The immutables held in ``value`` (an attribute or internal storage)."""
     if _is_immutable(value):
         yield value
-    elif isinstance(value, (tuple, list, set, frozenset)):
-        for item in value:
-            yield from _immutables_in(item)
-    elif isinstance(value, dict):
-        for item in value.values():
+        return
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, (tuple, list, set, frozenset)):
+        return
+    for item in value:
+        if type(item) not in _SCALARS:
             yield from _immutables_in(item)
 
 
@@ -194,9 +259,11 @@ class ImmutableBase(persistent.Persistent):
             return object
         for kind, immutable_kind in _COLLECTIONS:
             if isinstance(object, kind):
-                with immutable_kind.__im_create__(
-                        mode=SLAVE, finalize=False) as factory:
-                    return factory(object)
+                # What __im_create__(mode=SLAVE, finalize=False) does, without
+                # a context manager per item: these classes add no hooks.
+                new = immutable_kind(object)
+                _set_raw(new, '__im_mode__', SLAVE)
+                return new
         if hasattr(object, '__im_get__'):
             new = object.__im_get__(mode=SLAVE)
             if not (_is_immutable(new) and new.__im_state__ == TRANSIENT
@@ -209,38 +276,85 @@ class ImmutableBase(persistent.Persistent):
             'Unable to conform object to immutable.', object)
 
     def __im_clone__(self):
+        """A transient copy. Of a locked object it is shallow: locked
+        sub-objects are shared, and the immutables held in attributes are
+        lent (see the module docstring); of a transient one it is deep,
+        since a transient object's slaves can still change."""
         self._p_activate()
         cls = type(self)
         clone = cls.__new__(cls)
+        shallow = self.__im_state__ != TRANSIENT
+        lent = {}
         for name, value in self.__dict__.items():
-            if name != '__im_state__' and not name.startswith('_v_'):
-                clone.__dict__[name] = _cloned(value)
+            if name == '__im_state__' or name.startswith('_v_'):
+                continue
+            if name.startswith(_STORAGE_PREFIX):
+                value = self._im_clone_storage(clone, value, shallow)
+            elif not shallow:
+                value = _cloned(value)
+            elif not self.__im_is_internal_attr__(name):
+                new = _lend(value)
+                if new is not value:
+                    lent[name] = value
+                value = new
+            clone.__dict__[name] = value
+        if lent:
+            clone.__dict__['_v_im_lent_attrs'] = lent
         return clone
 
+    def _im_clone_storage(self, clone, value, shallow):
+        """The internal storage ``value`` for ``clone`` (collections)."""
+        return value if shallow else _cloned(value)
+
+    def _im_settle(self):
+        """Put back the originals of unchanged lent sub-objects; return
+        whether this object differs from the one it was cloned from."""
+        changed = self.__dict__.get('_v_im_dirty', False)
+        lent = self.__dict__.pop('_v_im_lent_attrs', None) or {}
+        for name, original in lent.items():
+            if name not in self.__dict__:
+                continue
+            current = self.__dict__[name]
+            settled = _settle(current)
+            if _same(settled, original):
+                self.__dict__[name] = original
+            else:
+                changed = True
+                self.__dict__[name] = settled
+        return changed
+
+    def _im_sub_immutables(self):
+        """The immutables this object holds that may still be transient."""
+        for name, value in self.__dict__.items():
+            if not name.startswith('_v_'):
+                yield from _immutables_in(value)
+
     def __im_set_state__(self, state):
+        """Set the state. Locking locks the sub-objects too; retiring and
+        deleting concern this object only: its locked sub-objects may be
+        shared with later revisions and stay locked."""
         if state not in interfaces.IM_STATES_REVISIONED:
             raise errors.InvalidArgumentError(
                 'unknown immutable state %r' % (state,))
         current = self.__im_state__
         if current == state:
-            # Sub-objects share their master's state, so they have it too;
-            # rewriting it would only mark shared objects changed.
             return
         if state == TRANSIENT:
             raise ImmutableStateError(
                 'A %s immutable never becomes transient again; update()'
                 ' gives a transient clone.' % current)
         _set_raw(self, '__im_state__', state)
-        for name, value in self.__dict__.items():
-            if not name.startswith('_v_'):
-                for sub in _immutables_in(value):
-                    sub.__im_set_state__(state)
+        if current == TRANSIENT:
+            for sub in list(self._im_sub_immutables()):
+                sub.__im_set_state__(state)
+            self.__dict__.pop('_v_im_dirty', None)
 
     def __im_finalize__(self):
         if self.__im_state__ != TRANSIENT:
             raise ImmutableStateError(
                 'Cannot finalize an immutable in state: %s'
                 % self.__im_state__)
+        self._im_settle()
         self.__im_set_state__(LOCKED)
 
     def __im_after_create__(self, *args, **kw):
@@ -319,6 +433,7 @@ class ImmutableBase(persistent.Persistent):
         elif not self.__im_is_internal_attr__(name):
             value = _adopt(self, value, self.__dict__.get(name))
         _set_raw(self, name, value)
+        _set_raw(self, '_v_im_dirty', True)
 
     def __delattr__(self, name):
         if not name.startswith(('_p_', '_v_')):
@@ -326,6 +441,7 @@ class ImmutableBase(persistent.Persistent):
             if name == '__im_mode__':
                 raise ImmutableError('__im_mode__ cannot be deleted')
             _check_transient(self)
+            _set_raw(self, '_v_im_dirty', True)
         persistent.Persistent.__delattr__(self, name)
 
 

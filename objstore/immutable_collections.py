@@ -1,10 +1,21 @@
-"""ImmutableDict, ImmutableList and ImmutableSet (see objstore.immutable).
+"""ImmutableDict and ImmutableSet (see objstore.immutable); ImmutableList
+lives in :mod:`objstore.immutable_list`.
 
-Each keeps its items in a sealed builtin (``_im_data``): a dict, list or
-set subclass whose mutating methods raise, so the storage cannot be changed
-behind the guards; this module changes it through the builtin's own
-methods, after them. The items are the builtin's, so reads cost what they
-cost on dict, list and set. Operations that derive a new collection from a
+A collection keeps its items in ``_im_data``, in one of two forms:
+
+* small (up to :data:`BIG` items): a sealed builtin, a dict, list or set
+  subclass whose mutating methods raise, so the storage cannot be changed
+  behind the guards; this module changes it through the builtin's own
+  methods, after them. Reads cost what they cost on dict, list and set, and
+  the items are stored inline in the collection's record.
+* big: a persistent path-copying tree (:mod:`objstore.immutable_trees`),
+  whose nodes are records of their own. Changing one item of a committed
+  collection writes the collection's small record and the nodes on one
+  path, O(log n) bytes; a clone shares every node.
+
+A collection grows from the first form into the second when it passes
+:data:`BIG` items and stays there. Both keep dict, list and set semantics:
+order, equality and repr. Operations that derive a new collection from a
 locked one (slices, ``+``, ``*``, ``|``, ``copy()``) give a locked one
 sharing the locked sub-objects; from a transient one, a transient one
 holding clones.
@@ -16,13 +27,19 @@ from zope.interface import implementer
 from objstore import interfaces
 from objstore.immutable import (
     ImmutableBase, ImmutableError, SLAVE, TRANSIENT, _adopt,
-    _check_transient, _cloned, _is_immutable, _set_raw, _shared_or_cloned,
-    failOnNonTransient)
+    _check_transient, _cloned, _immutables_in, _is_immutable, _lend,
+    _same, _set_raw, _settle, _shared_or_cloned, failOnNonTransient)
+from objstore.immutable_trees import TrieMap, TrieVector
 
-__all__ = ['ImmutableDict', 'ImmutableList', 'ImmutableSet']
+__all__ = ['ImmutableDict', 'ImmutableSet', 'BIG']
+
+#: Items beyond which a collection is stored as a tree of records.
+BIG = 64
 
 STORAGE_MESSAGE = ('The internal storage of an immutable cannot be changed'
                    ' directly.')
+_MISSING = object()
+_TREES = (TrieMap, TrieVector)
 
 
 def _refuse(self, *args, **kw):
@@ -30,7 +47,7 @@ def _refuse(self, *args, **kw):
 
 
 class _Items(dict):
-    """An ImmutableDict's items. Its mutating methods raise: only this
+    """A small ImmutableDict's items. Its mutating methods raise: only this
     module changes it, through dict's own methods, after its guards."""
 
     __slots__ = ()
@@ -41,7 +58,7 @@ class _Items(dict):
 
 
 class _ItemList(list):
-    """An ImmutableList's items; see _Items."""
+    """A small ImmutableList's items; see _Items."""
 
     __slots__ = ()
 
@@ -50,7 +67,7 @@ class _ItemList(list):
 
 
 class _ItemSet(set):
-    """An ImmutableSet's items; see _Items."""
+    """A small ImmutableSet's items; see _Items."""
 
     __slots__ = ()
 
@@ -74,14 +91,51 @@ del _type, _names, _name
 
 
 class _Collection(ImmutableBase):
-    """A collection keeping its items in ``_im_data``."""
+    """A collection keeping its items in ``_im_data`` (small or big)."""
 
     def _im_store(self, data):
+        """Store ``data`` (an iterable of items) in the small form; it
+        grows into a tree when it is locked (see __im_finalize__)."""
         _set_raw(self, '_im_data', self._im_storage_type(data))
+
+    def __im_finalize__(self):
+        # A transient collection that started small stays small until it
+        # is locked, then becomes a tree in one go if it passed BIG: cheaper
+        # than growing the tree item by item, and only the locked form is
+        # ever shared.
+        super().__im_finalize__()
+        data = self._im_data
+        if not isinstance(data, _TREES) and len(data) > BIG:
+            _set_raw(self, '_im_data', self._im_tree_of(data))
+
+    def _im_big(self):
+        return isinstance(self._im_data, _TREES)
 
     def _im_changed(self):
         # In-place changes of the storage do not pass through __setattr__.
         self._p_changed = True
+        _set_raw(self, '_v_im_dirty', True)
+
+    def _im_clone_storage(self, clone, value, shallow):
+        if shallow:
+            # Locked items are shared; a tree shares its nodes.
+            return value.copy() if isinstance(value, _TREES) else \
+                type(value)(value)
+        if isinstance(value, _TREES):
+            return clone._im_tree_of(self._im_copy_items(_cloned))
+        return _cloned(value)
+
+    def _im_sub_immutables(self):
+        for name, value in self.__dict__.items():
+            if name.startswith('_v_'):
+                continue
+            if isinstance(value, _TREES):
+                # Transient items can only be in nodes made under this
+                # object: every shared node comes from a locked source.
+                for item in value.changed_values(self):
+                    yield from _immutables_in(item)
+            else:
+                yield from _immutables_in(value)
 
     def _im_derive(self, data):
         """A new master of this class holding ``data`` (items already made
@@ -95,10 +149,14 @@ class _Collection(ImmutableBase):
 
     def copy(self):
         """A new object with equal items, in this object's state."""
+        if self.__im_state__ != TRANSIENT:
+            cls = type(self)
+            new = cls.__new__(cls)
+            _set_raw(new, '_im_data',
+                     self._im_clone_storage(new, self._im_data, True))
+            new.__im_finalize__()
+            return new
         return self._im_derive(self._im_copy_items(_shared_or_cloned))
-
-    def __repr__(self):
-        return repr(self._im_data)
 
     def __len__(self):
         return len(self._im_data)
@@ -112,44 +170,127 @@ class _Collection(ImmutableBase):
 
 @implementer(interfaces.IImmutable)
 class ImmutableDict(_Collection, collections.abc.MutableMapping):
-    """An immutable dict: dict's reads, order, equality and repr."""
+    """An immutable dict: dict's reads, order, equality and repr.
+
+    In an update block, an immutable value read from the dict is lent: the
+    block gets a transient copy to write to, and the original comes back
+    when the block ends if nothing wrote to it.
+    """
 
     _im_storage_type = _Items
 
     def __init__(self, *args, **kw):
-        self._im_store(())
-        for key, value in dict(*args, **kw).items():
-            self[key] = value
+        # What setting each item does, in one pass: a new dict has no
+        # current values and nothing lent.
+        self._im_store({key: _adopt(self, value)
+                        for key, value in dict(*args, **kw).items()})
+        self._im_changed()
+
+    def _im_tree_of(self, items):
+        tree = TrieMap()
+        tree.update(dict(items).items(), self)
+        return tree
+
+    def _im_put(self, key, value):
+        data = self._im_data
+        if isinstance(data, TrieMap):
+            data.set(key, value, self)
+        else:
+            dict.__setitem__(data, key, value)
+
+    def _im_remove(self, key):
+        data = self._im_data
+        if isinstance(data, TrieMap):
+            data.delete(key, self)
+        else:
+            dict.__delitem__(data, key)
+
+    def _im_lent(self):
+        lent = self.__dict__.get('_v_im_lent')
+        if lent is None:
+            lent = {}
+            _set_raw(self, '_v_im_lent', lent)
+        return lent
+
+    def _im_lend(self, key):
+        lent = self.__dict__.get('_v_im_lent')
+        if lent:
+            value = lent.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+        value = self._im_data[key]
+        new = _lend(value)
+        if new is not value:
+            self._im_lent()[key] = new
+        return new
+
+    def _im_settle(self):
+        changed = super()._im_settle()
+        lent = self.__dict__.pop('_v_im_lent', None) or {}
+        for key, clone in lent.items():
+            settled = _settle(clone)
+            if not _same(settled, self._im_data[key]):
+                self._im_put(key, settled)
+                self._p_changed = True
+                changed = True
+        return changed
+
+    def _im_items(self):
+        """(key, value) pairs; in a transient dict values are lent."""
+        if self.__im_state__ == TRANSIENT:
+            return [(key, self._im_lend(key)) for key in self._im_data]
+        return self._im_data.items()
 
     def _im_copy_items(self, convert):
-        return {k: convert(v) for k, v in self._im_data.items()}
+        return {k: convert(v) for k, v in self._im_items()}
 
     def __getitem__(self, key):
+        if self.__im_state__ == TRANSIENT:
+            return self._im_lend(key)
         return self._im_data[key]
 
     def __setitem__(self, key, value):
         _check_transient(self)
-        dict.__setitem__(self._im_data, key,
-                         _adopt(self, value, self._im_data.get(key)))
+        lent = self.__dict__.get('_v_im_lent')
+        current = lent.pop(key, _MISSING) if lent else _MISSING
+        if current is _MISSING:
+            current = self._im_data.get(key)
+        self._im_put(key, _adopt(self, value, current))
         self._im_changed()
 
     def __delitem__(self, key):
         _check_transient(self)
-        dict.__delitem__(self._im_data, key)
+        self._im_remove(key)
+        lent = self.__dict__.get('_v_im_lent')
+        if lent:
+            lent.pop(key, None)
         self._im_changed()
 
     def get(self, key, default=None):
+        if self.__im_state__ == TRANSIENT:
+            return self[key] if key in self._im_data else default
         return self._im_data.get(key, default)
 
-    # dict's own views: read-only, with dict's reprs.
+    # Read-only views, with dict's reprs for the small form.
     def keys(self):
         return self._im_data.keys()
 
     def values(self):
+        if self.__im_state__ == TRANSIENT:
+            return collections.abc.ValuesView(self)
         return self._im_data.values()
 
     def items(self):
+        if self.__im_state__ == TRANSIENT:
+            return collections.abc.ItemsView(self)
         return self._im_data.items()
+
+    def __repr__(self):
+        data = self._im_data
+        if not isinstance(data, TrieMap):
+            return repr(data)
+        return '{%s}' % ', '.join(
+            '%r: %r' % item for item in data.items())
 
     def _im_taken(self, other):
         """Items of another mapping, made fit for a derived dict."""
@@ -157,18 +298,27 @@ class ImmutableDict(_Collection, collections.abc.MutableMapping):
                 else _adopt(self, v) for k, v in other.items()}
 
     def __reversed__(self):
-        return reversed(self._im_data)
+        data = self._im_data
+        if isinstance(data, TrieMap):
+            return reversed(list(data))
+        return reversed(data)
 
     def __eq__(self, other):
         if isinstance(other, collections.abc.Mapping):
-            return self._im_data == dict(other.items())
+            if len(self) != len(other):
+                return False
+            data = self._im_data
+            if isinstance(data, TrieMap):
+                data = dict(data.items())
+            return data == dict(other.items())
         return NotImplemented
 
     __hash__ = None
 
     @failOnNonTransient
     def clear(self):
-        dict.clear(self._im_data)
+        self._im_store(())
+        self.__dict__.pop('_v_im_lent', None)
         self._im_changed()
 
     @failOnNonTransient
@@ -180,19 +330,24 @@ class ImmutableDict(_Collection, collections.abc.MutableMapping):
     def setdefault(self, key, default=None):
         if key not in self._im_data:
             self[key] = default
-        return self._im_data[key]
+        return self[key]
 
     @failOnNonTransient
     def pop(self, key, *default):
-        value = dict.pop(self._im_data, key, *default)
-        self._im_changed()
+        if key not in self._im_data:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        value = self[key]
+        del self[key]
         return value
 
     @failOnNonTransient
     def popitem(self):
-        item = dict.popitem(self._im_data)
-        self._im_changed()
-        return item
+        if not self._im_data:
+            raise KeyError('popitem(): dictionary is empty')
+        key = next(reversed(self))
+        return key, self.pop(key)
 
     @classmethod
     def fromkeys(cls, iterable, value=None):
@@ -224,181 +379,24 @@ class ImmutableDict(_Collection, collections.abc.MutableMapping):
 
 
 @implementer(interfaces.IImmutable)
-class ImmutableList(_Collection, collections.abc.MutableSequence):
-    """An immutable list: list's reads, order, equality and repr."""
-
-    _im_storage_type = _ItemList
-
-    def __init__(self, iterable=()):
-        self._im_store(())
-        for value in iterable:
-            self.append(value)
-
-    def _im_copy_items(self, convert):
-        return [convert(v) for v in self._im_data]
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return self._im_derive(
-                [_shared_or_cloned(v) for v in self._im_data[index]])
-        return self._im_data[index]
-
-    def __setitem__(self, index, value):
-        _check_transient(self)
-        if isinstance(index, slice):
-            value = [_adopt(self, v) for v in value]
-        else:
-            value = _adopt(self, value, self._im_data[index])
-        list.__setitem__(self._im_data, index, value)
-        self._im_changed()
-
-    def __delitem__(self, index):
-        _check_transient(self)
-        list.__delitem__(self._im_data, index)
-        self._im_changed()
-
-    def __reversed__(self):
-        return reversed(self._im_data)
-
-    def index(self, value, *args):
-        return self._im_data.index(value, *args)
-
-    def count(self, value):
-        return self._im_data.count(value)
-
-    @staticmethod
-    def _im_plain(other):
-        if isinstance(other, ImmutableList):
-            return other._im_data
-        return other
-
-    def __eq__(self, other):
-        if isinstance(other, (list, ImmutableList)):
-            return self._im_data == self._im_plain(other)
-        return NotImplemented
-
-    def __lt__(self, other):
-        if isinstance(other, (list, ImmutableList)):
-            return self._im_data < self._im_plain(other)
-        return NotImplemented
-
-    def __le__(self, other):
-        if isinstance(other, (list, ImmutableList)):
-            return self._im_data <= self._im_plain(other)
-        return NotImplemented
-
-    def __gt__(self, other):
-        if isinstance(other, (list, ImmutableList)):
-            return self._im_data > self._im_plain(other)
-        return NotImplemented
-
-    def __ge__(self, other):
-        if isinstance(other, (list, ImmutableList)):
-            return self._im_data >= self._im_plain(other)
-        return NotImplemented
-
-    __hash__ = None
-
-    def _im_taken(self, values):
-        """Items of another iterable, made fit for a derived list."""
-        return [_shared_or_cloned(v) if _is_immutable(v) else _adopt(self, v)
-                for v in values]
-
-    def __add__(self, other):
-        if not isinstance(other, (list, tuple, ImmutableList)):
-            return NotImplemented
-        return self._im_derive(
-            self._im_copy_items(_shared_or_cloned) + self._im_taken(other))
-
-    def __radd__(self, other):
-        if not isinstance(other, (list, tuple)):
-            return NotImplemented
-        return self._im_derive(
-            self._im_taken(other) + self._im_copy_items(_shared_or_cloned))
-
-    def __mul__(self, n):
-        if not isinstance(n, int):
-            return NotImplemented
-        data = []
-        for _ in range(n):
-            data.extend(self._im_copy_items(_shared_or_cloned))
-        return self._im_derive(data)
-
-    __rmul__ = __mul__
-
-    @failOnNonTransient
-    def __iadd__(self, other):
-        self.extend(other)
-        return self
-
-    @failOnNonTransient
-    def __imul__(self, n):
-        # Each copy gets its own clones: a slave has one parent.
-        copies = [self._im_copy_items(_cloned) for _ in range(n - 1)]
-        if n <= 0:
-            list.clear(self._im_data)
-        for items in copies:
-            for value in items:
-                if _is_immutable(value):
-                    _set_raw(value, '__im_mode__', SLAVE)
-            list.extend(self._im_data, items)
-        self._im_changed()
-        return self
-
-    @failOnNonTransient
-    def append(self, value):
-        list.append(self._im_data, _adopt(self, value))
-        self._im_changed()
-
-    @failOnNonTransient
-    def extend(self, values):
-        if values is self:
-            values = list(self._im_data)
-        for value in values:
-            self.append(value)
-
-    @failOnNonTransient
-    def insert(self, index, value):
-        list.insert(self._im_data, index, _adopt(self, value))
-        self._im_changed()
-
-    @failOnNonTransient
-    def pop(self, index=-1):
-        value = list.pop(self._im_data, index)
-        self._im_changed()
-        return value
-
-    @failOnNonTransient
-    def remove(self, value):
-        list.remove(self._im_data, value)
-        self._im_changed()
-
-    @failOnNonTransient
-    def clear(self):
-        list.clear(self._im_data)
-        self._im_changed()
-
-    @failOnNonTransient
-    def reverse(self):
-        list.reverse(self._im_data)
-        self._im_changed()
-
-    @failOnNonTransient
-    def sort(self, *, key=None, reverse=False):
-        list.sort(self._im_data, key=key, reverse=reverse)
-        self._im_changed()
-
-
-@implementer(interfaces.IImmutable)
 class ImmutableSet(_Collection, collections.abc.MutableSet):
-    """An immutable set: set's reads, operators, equality and repr."""
+    """An immutable set: set's reads, operators, equality and repr.
+
+    Items are shared as they are, never lent: an item of a set is found by
+    its hash, which a change could break.
+    """
 
     _im_storage_type = _ItemSet
 
     def __init__(self, iterable=()):
-        self._im_store(())
-        for value in iterable:
-            self.add(value)
+        self._im_store(_adopt(self, value) for value in iterable)
+        self._im_changed()
+
+    def _im_tree_of(self, items):
+        tree = TrieMap()
+        # Each item is its own value, so changed_values() finds the items.
+        tree.update(((value, value) for value in items), self)
+        return tree
 
     def _im_copy_items(self, convert):
         return {convert(v) for v in self._im_data}
@@ -421,28 +419,43 @@ class ImmutableSet(_Collection, collections.abc.MutableSet):
 
     @failOnNonTransient
     def add(self, value):
-        set.add(self._im_data, _adopt(self, value))
+        data = self._im_data
+        if isinstance(data, TrieMap):
+            if value not in data:
+                value = _adopt(self, value)
+                data.set(value, value, self)
+        else:
+            set.add(data, _adopt(self, value))
         self._im_changed()
 
     @failOnNonTransient
     def discard(self, value):
-        set.discard(self._im_data, value)
+        data = self._im_data
+        if isinstance(data, TrieMap):
+            if value in data:
+                data.delete(value, self)
+        else:
+            set.discard(data, value)
         self._im_changed()
 
     @failOnNonTransient
     def remove(self, value):
-        set.remove(self._im_data, value)
-        self._im_changed()
+        if value not in self._im_data:
+            raise KeyError(value)
+        self.discard(value)
 
     @failOnNonTransient
     def pop(self):
-        value = set.pop(self._im_data)
-        self._im_changed()
+        for value in self._im_data:
+            break
+        else:
+            raise KeyError('pop from an empty set')
+        self.discard(value)
         return value
 
     @failOnNonTransient
     def clear(self):
-        set.clear(self._im_data)
+        self._im_store(())
         self._im_changed()
 
     @failOnNonTransient
@@ -472,3 +485,7 @@ class ImmutableSet(_Collection, collections.abc.MutableSet):
             else:
                 self.add(value)
         return self
+
+
+# ImmutableList subclasses _Collection, so it comes last.
+from objstore.immutable_list import ImmutableList  # noqa: E402

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import objstore as im
+from objstore.immutable_collections import BIG
 
 keys = st.one_of(st.integers(-5, 5), st.text(max_size=2))
 leaves = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none())
@@ -274,3 +275,65 @@ def test_set_update_block_matches_set(data, ops):
     (im.ImmutableSet, {1})])
 def test_model_helpers_see_the_types(cls, data):
     assert plain(make(cls, data)) == data
+
+
+# -- big collections: the same models across the small/big threshold -----
+
+# Enough plain items to pass BIG, so the storage is a tree from the start
+# (pad) or becomes one inside the block (BIG - 2 items, then growth).
+pads = st.sampled_from([0, BIG - 2, BIG + 6])
+
+
+@settings(max_examples=60)
+@given(pads, st.dictionaries(keys, values, max_size=5),
+       st.lists(dict_ops, max_size=8))
+def test_big_dict_update_block_matches_dict(pad, data, ops):
+    data = {**{'pad%d' % i: i for i in range(pad)}, **data}
+    original = make(im.ImmutableDict, data)
+    model = dict(data)
+    with im.update(original) as clone:
+        for op in ops + [('set', 'grow%d' % i, i) for i in range(4)]:
+            assert outcome(apply_dict, clone, op) == \
+                outcome(apply_dict, model, op)
+    assert plain(clone) == model and list(clone) == list(model)
+    assert list(reversed(clone)) == list(reversed(model))
+    assert plain(original) == data and list(original) == list(data)
+    assert original.__im_state__ == clone.__im_state__ == 'locked'
+    if all(not isinstance(v, (list, dict)) for v in model.values()):
+        assert repr(clone) == repr(model)
+
+
+@settings(max_examples=60)
+@given(pads, st.lists(values, max_size=5), st.lists(list_ops, max_size=8))
+def test_big_list_update_block_matches_list(pad, data, ops):
+    data = list(range(pad)) + data
+    original = make(im.ImmutableList, data)
+    model = list(data)
+    with im.update(original) as clone:
+        for op in ops + [('append', i) for i in range(4)]:
+            assert outcome(apply_list, clone, op) == \
+                outcome(apply_list, model, op)
+    assert plain(clone) == model and plain(original) == data
+    assert clone[pad // 2:] == model[pad // 2:]
+    assert original.__im_state__ == clone.__im_state__ == 'locked'
+
+
+@settings(max_examples=60)
+@given(pads, st.sets(set_items, max_size=5), st.lists(set_ops, max_size=8),
+       st.sets(set_items, max_size=4))
+def test_big_set_update_block_matches_set(pad, data, ops, other):
+    data = set(range(100, 100 + pad)) | data
+    original = make(im.ImmutableSet, data)
+    model = set(data)
+    with im.update(original) as clone:
+        for op in ops + [('add', -i) for i in range(10, 14)]:
+            if op[0] == 'pop' and model:
+                model.discard(clone.pop())
+                continue
+            assert outcome(apply_set, clone, op) == \
+                outcome(apply_set, model, op)
+    assert plain(clone) == model and plain(original) == data
+    for op in (operator.or_, operator.and_, operator.sub, operator.xor,
+               operator.le, operator.ge):
+        assert plain(op(clone, other)) == op(model, other)
+    assert hash(clone) == hash(frozenset(model))
