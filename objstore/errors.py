@@ -247,3 +247,14 @@ class ImmutableStateError(ObjstoreError, RuntimeError):
 
     A ``RuntimeError``, the type shoobx.immutable raises when finalizing.
     """
+
+
+class PoolFullError(StorageTransactionError):
+    """A storage opened with ``grow=False`` has no room for a transaction;
+    the transaction is aborted and nothing of it is written."""
+
+
+class TransactionError(ObjstoreError):
+    """An operation that must run inside a transaction ran outside one (or
+    the reverse), e.g. allocating raw pool memory outside
+    ``pool.transaction()``."""
