@@ -258,3 +258,10 @@ class TransactionError(ObjstoreError):
     """An operation that must run inside a transaction ran outside one (or
     the reverse), e.g. allocating raw pool memory outside
     ``pool.transaction()``."""
+
+
+class DisconnectedError(StorageError, TransientError):
+    """A storage lost its connection to a server (killed session, restart,
+    network). Transient: nothing of the failed transaction was committed,
+    so ``transaction.manager.attempts()`` retries it; the storage
+    reconnects on its next use."""
