@@ -5,6 +5,7 @@ SUBCOMMANDS = {
     'storages': 'bench.storages',
     'db': 'bench.db',
     'immutables': 'bench.immutables',
+    'pmem': 'bench.pmem',
 }
 
 
@@ -18,6 +19,8 @@ def main(argv=None):
         print('  db          objstore DB and Connection against ZODB\'s, same '
               'objects', file=sys.stderr)
         print('  immutables  objstore immutables against shoobx.immutable',
+              file=sys.stderr)
+        print('  pmem        PMemStorage against FileStorages and LMDB',
               file=sys.stderr)
         return 2
     module = __import__(SUBCOMMANDS[argv[0]], fromlist=['main'])
