@@ -90,3 +90,24 @@ def test_a_map_not_made_through_the_seams_is_refused(tmp_path):
             pmemio.write(mmap.mmap(-1, 4096), 0, b'x')
     with pytest.raises(ValueError, match='no seam'):
         pmem_faults.PMemSeams().crash(kind='msync')
+
+
+def test_a_death_releases_a_lock_taken_beside_the_pool(tmp_path):
+    import fcntl
+    path = str(tmp_path / 'pool')
+    with pytest.raises(SimulatedCrash):
+        with pmem_faults.PMemSeams(sync=False) as seams:
+            lock = os.open(path + '.lock', os.O_RDWR | os.O_CREAT)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = pmemio.open(path, os.O_RDWR | os.O_CREAT)
+            seams.crash(kind='truncate')
+            pmemio.truncate(fd, 4096)
+    # The dead process's lock is gone; its descriptor number stays taken
+    # (by /dev/null) until whatever held it closes it.
+    other = os.open(path + '.lock', os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(other)
+    assert os.readlink('/proc/self/fd/%d' % lock) == os.devnull
+    os.close(lock)

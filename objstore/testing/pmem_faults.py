@@ -17,9 +17,11 @@ replaces them for the length of a ``with`` block and puts them back after:
   stopped by a signal would; every seam call after it raises too, so the
   dead storage changes nothing more. Leaving the block (or
   :meth:`PMemSeams.restart`) closes the maps and descriptors the dead
-  process held, as the kernel would. What a dead process wrote into a
-  shared map stays in the file (the page cache, or the persistent memory,
-  keeps it), so the file is then exactly what the recorded log says.
+  process held, as the kernel would, also those it opened beside the
+  pool without the seams (a lock file, say). What a dead process wrote
+  into a shared map stays in the file (the page cache, or the persistent
+  memory, keeps it), so the file is then exactly what the recorded log
+  says.
 
 With ``sync=False`` the flushes and fsyncs are recorded but not performed:
 tests that never lose power for real need no ``msync``, and run faster.
@@ -125,6 +127,7 @@ class PMemSeams:
         self._maps = {}         # id(mmap) -> (number, path, mmap)
         self._next_map = 0
         self._saved = None
+        self._fds_before = None
         self._mutex = threading.RLock()
 
     # -- faults ----------------------------------------------------------
@@ -161,6 +164,10 @@ class PMemSeams:
         if self._saved is not None:
             raise RuntimeError('PMemSeams are already installed')
         self._saved = {name: getattr(self.module, name) for name in SEAMS}
+        try:
+            self._fds_before = {int(fd) for fd in os.listdir('/proc/self/fd')}
+        except OSError:
+            self._fds_before = None     # no /proc: side files stay open
         for name in SEAMS:
             setattr(self.module, name, self._wrapper(name))
         return self
@@ -177,6 +184,7 @@ class PMemSeams:
     def _bury(self):
         # The kernel unmaps a dead process's maps and closes its files
         # (dropping its locks); what it stored into a shared map stays.
+        self._drop_side_files()
         maps, self._maps = self._maps, {}
         for _number, _path, mapped in maps.values():
             try:
@@ -189,6 +197,38 @@ class PMemSeams:
                 os.close(fd)
             except OSError:
                 pass
+
+    def _drop_side_files(self):
+        """Release the descriptors the dead process opened beside its
+        pool files without the seams (a lock file, say), as its death
+        would. Each is pointed at /dev/null rather than closed: an object
+        of the dead process that closes it later then closes that, never
+        a descriptor reused by the next process."""
+        dirs = {os.path.dirname(path) for path in self._fds.values()}
+        dirs.update(os.path.dirname(path) for _n, path, _m
+                    in self._maps.values())
+        if self._fds_before is None or not dirs:
+            return
+        try:
+            fds = [int(fd) for fd in os.listdir('/proc/self/fd')]
+        except OSError:
+            return
+        devnull = None
+        try:
+            for fd in fds:
+                if fd in self._fds_before or fd in self._fds:
+                    continue
+                try:
+                    target = os.readlink('/proc/self/fd/%d' % fd)
+                except OSError:
+                    continue
+                if os.path.dirname(target) in dirs:
+                    if devnull is None:
+                        devnull = os.open(os.devnull, os.O_RDWR)
+                    os.dup2(devnull, fd)
+        finally:
+            if devnull is not None:
+                os.close(devnull)
 
     # -- the wrappers --------------------------------------------------------
 

@@ -1,0 +1,361 @@
+"""A driver that kills a process committing to a PMemStorage pool with
+SIGKILL again and again, checking the pool after each kill.
+
+The driver (:func:`run`, or ``python -m objstore.testing.pmem_crash
+--kills N``) starts a worker process that commits transactions in a loop
+on one pool (small, so that it grows) and prints, flushed, what each
+transaction will change before it begins and its tid once ``tpc_finish``
+returned; now and then it holds a snapshot over a few commits (so old
+revisions are kept, then freed), leaves garbage behind and packs it away.
+The driver kills the worker at a random moment (while it commits, or while
+it opens and recovers the pool), then checks with
+:func:`objstore.testing.pmem_recovered.recover`: every reported
+transaction is there, nothing partial is, the one in flight is there
+whole or not at all, the pool commits and opens through ``objstore.DB``.
+The next worker goes on with the same pool, so recovery runs again and
+again. Exit status 1 on any failure.
+"""
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from objstore import errors
+from objstore.serialize import references
+from objstore.storages.base import p64, z64
+from objstore.testing.helpers import commit
+from objstore.testing.pmem_recovered import (
+    EMPTY, NOT_A_POOL, Pending, PoolState, RecoveryProblem, describe,
+    matching, node_record, read_state, recover, root_record)
+
+#: How many objects the worker changes (besides the root, oid 0).
+OBJECTS = 8
+
+
+# -- the worker ----------------------------------------------------------
+
+def _emit(**message):
+    sys.stdout.write(json.dumps(message) + '\n')
+    sys.stdout.flush()
+
+
+def _data(oid, spec):
+    """The record a worker's ``[tag, pad]`` stands for (None: deleted)."""
+    if spec is None:
+        return None
+    tag, pad = spec
+    if oid == z64:
+        return root_record(tag, [p64(i) for i in range(1, OBJECTS + 1)])
+    return node_record(tag, pad)
+
+
+def worker(path, seed, pool_size):
+    """Commit to the pool at ``path`` until killed, reporting each step.
+
+    Lines (JSON): ``opening``; ``ready``; ``intent`` (``n``, ``stores``:
+    oid hex -> ``[tag, pad]``) before a transaction begins; ``done``
+    (``n``, ``tid`` hex) once its ``tpc_finish`` returned; ``pack`` (``n``)
+    before a pack, ``done`` after it.
+    """
+    from objstore.storages.pmem import PMemStorage
+    rng = random.Random(seed)
+    _emit(opening=os.getpid())
+    storage = PMemStorage(path, pool_size=pool_size)
+    serials = {}
+    for i in range(OBJECTS + 1):
+        try:
+            serials[p64(i)] = storage.load(p64(i))[1]
+        except errors.POSKeyError:
+            pass
+    _emit(ready=storage.lastTransaction().hex())
+    held = []
+    n = 0
+    while True:
+        n += 1
+        if rng.random() < 0.05:
+            _emit(pack=n)
+            storage.pack(time.time() + 1, references)
+            _emit(done=n, tid=storage.lastTransaction().hex())
+            continue
+        if rng.random() < 0.1:
+            # A snapshot read by a connection keeps old revisions alive
+            # for a few commits; then they are freed.
+            instance = storage.new_instance()
+            instance.poll_invalidations()
+            held.append((instance, n + rng.randint(1, 5)))
+        for instance, until in list(held):
+            if n >= until:
+                instance.release()
+                held.remove((instance, until))
+        if z64 not in serials:
+            chosen = list(range(OBJECTS + 1))
+        elif rng.random() < 0.08:
+            chosen = list(range(1, OBJECTS + 1))
+        else:
+            chosen = rng.sample(range(1, OBJECTS + 1), rng.randint(1, 3))
+        big = len(chosen) > 3 and rng.random() < 0.7
+        stores = {}
+        for i in chosen:
+            pad = rng.randrange(5000, 40000) if big else rng.randrange(2000)
+            stores[p64(i).hex()] = ['%d.%d.%d' % (seed, n, i), pad]
+        if rng.random() < 0.2:
+            # Garbage: an object nothing refers to, for pack to delete.
+            stores[storage.new_oid().hex()] = ['garbage %d' % n, 100]
+        _emit(intent=n, stores=stores)
+        tid = commit(storage, {
+            bytes.fromhex(h): (serials.get(bytes.fromhex(h), z64),
+                               _data(bytes.fromhex(h), spec))
+            for h, spec in stores.items()},
+            description='pmem crash worker %d/%d' % (seed, n))
+        for h in stores:
+            serials[bytes.fromhex(h)] = tid
+        _emit(done=n, tid=tid.hex())
+
+
+# -- the driver ------------------------------------------------------------
+
+class Result:
+    """What :func:`run` found: ``failures`` (strings) and counters."""
+
+    def __init__(self):
+        self.failures = []
+        self.kills = 0
+        self.while_opening = 0
+        self.transactions = 0
+        self.unreported = 0
+        self.packs = 0
+        self.seconds = 0.0
+
+    def summary(self):
+        return ('%d kills (%d aimed at the open), %d transactions reported'
+                ' (%d more found complete but unreported), %d packs started,'
+                ' %.1f s: %s' % (
+                    self.kills, self.while_opening, self.transactions,
+                    self.unreported, self.packs, self.seconds,
+                    'OK' if not self.failures else
+                    '%d FAILURES' % len(self.failures)))
+
+
+def _read_lines(stream, lines, events):
+    for raw in stream:
+        if not raw.endswith(b'\n'):
+            break   # cut by the kill
+        message = json.loads(raw)
+        lines.append(message)
+        for key, event in events.items():
+            if key in message:
+                event.set()
+
+
+def _spawn(path, seed, pool_size, stderr):
+    import objstore
+    root = os.path.dirname(os.path.dirname(os.path.abspath(objstore.__file__)))
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [root] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+    return subprocess.Popen(
+        [sys.executable, '-m', 'objstore.testing.pmem_crash', '--worker',
+         path, '--seed', str(seed), '--pool-size', str(pool_size)],
+        stdout=subprocess.PIPE, stderr=stderr, env=env)
+
+
+def _one_round(path, seed, pool_size, rng, max_delay, result):
+    """Start a worker, kill it, return its complete output lines."""
+    stderr_path = path + '.worker-stderr'
+    with open(stderr_path, 'wb') as stderr:
+        proc = _spawn(path, seed, pool_size, stderr)
+    lines = []
+    events = {'ready': threading.Event(), 'opening': threading.Event()}
+    reader = threading.Thread(target=_read_lines,
+                              args=(proc.stdout, lines, events))
+    reader.start()
+    try:
+        if rng.random() < 0.2:
+            # While it opens the pool and recovers what the last kill left.
+            result.while_opening += 1
+            events['opening'].wait(30)
+            time.sleep(rng.uniform(0, 0.01))
+        else:
+            events['ready'].wait(30)
+            time.sleep(rng.uniform(0, max_delay))
+        early = proc.poll()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        reader.join()
+        proc.stdout.close()
+    result.kills += 1
+    if early is not None:
+        with open(stderr_path, 'rb') as f:
+            tail = f.read()[-3000:].decode('utf-8', 'replace')
+        result.failures.append('worker %d exited by itself (status %s)'
+                               ' before the kill:\n%s' % (seed, early, tail))
+    return lines
+
+
+def _reachable(state):
+    """``state`` without the objects its root does not reach."""
+    objects = state.objects
+    seen = {z64} if z64 in objects else set()
+    todo = list(seen)
+    while todo:
+        for oid in references(objects[todo.pop()][0]):
+            if oid in objects and oid not in seen:
+                seen.add(oid)
+                todo.append(oid)
+    return {oid: None for oid in objects if oid not in seen}
+
+
+class _Driver:
+    """The driver's model: the acknowledged state and every oid seen."""
+
+    def __init__(self):
+        self.state = NOT_A_POOL
+        self.oids = set()
+
+    def absorb(self, lines, result):
+        """Follow a worker's reports; return the changes of the
+        transaction it was in when killed, or None."""
+        intents = {}
+        pending = None
+        for message in lines:
+            if 'ready' in message and self.state is NOT_A_POOL:
+                self.state = PoolState()
+            if 'intent' in message:
+                changes = {}
+                for h, spec in message['stores'].items():
+                    oid = bytes.fromhex(h)
+                    changes[oid] = _data(oid, spec)
+                    self.oids.add(oid)
+                intents[message['intent']] = pending = changes
+            elif 'pack' in message:
+                result.packs += 1
+                intents[message['pack']] = pending = _reachable(self.state)
+            elif 'done' in message:
+                tid = bytes.fromhex(message['tid'])
+                changes = intents.pop(message['done'])
+                self.state = Pending(self.state, changes).resolve(tid) \
+                    if tid != self.state.last else PoolState(
+                        tid, {oid: rev for oid, rev
+                              in self.state.objects.items()
+                              if oid not in changes})
+                result.transactions += 1
+                pending = None
+        return pending
+
+    def check(self, path, pending, pool_size, read_only_first, result):
+        """Check the pool; adopt what it shows. Appends failures."""
+        before = self.state
+        states = [before]
+        if before is NOT_A_POOL:
+            states.append(EMPTY)    # killed while creating the pool
+        elif pending is not None:
+            states.append(Pending(before, pending))
+        try:
+            if read_only_first and before is not NOT_A_POOL:
+                self._check_read_only(path, states)
+            # Every worker dies with the pool open (the first maybe while
+            # creating it).
+            dirty = None if before is NOT_A_POOL else True
+            shown, state = recover(path, states, self.oids, dirty,
+                                   pool_size=pool_size)
+        except RecoveryProblem as exc:
+            result.failures.append(str(exc))
+            return
+        if pending is not None and before is not NOT_A_POOL \
+                and shown.last != before.last:
+            result.unreported += 1      # the one in flight made it, whole
+        self.oids.update(state.objects)
+        self.state = state
+
+    def _check_read_only(self, path, states):
+        from objstore.storages.pmem import PMemStorage
+        storage = PMemStorage(path, read_only=True)
+        try:
+            found = read_state(storage, self.oids)
+            if matching(found, states) is None:
+                raise RecoveryProblem('read-only open: wrong state: %s'
+                                      % describe(found, states))
+        finally:
+            storage.close()
+
+
+def run(directory, kills, seed=None, max_delay=0.3, pool_size=64 << 10,
+        log=None):
+    """Kill a committing worker ``kills`` times on one pool in
+    ``directory``; return a :class:`Result`."""
+    if seed is None:
+        seed = random.randrange(1 << 30)
+    log = log or (lambda text: None)
+    rng = random.Random(seed)
+    path = os.path.join(directory, 'crash.pool')
+    result = Result()
+    driver = _Driver()
+    started = time.monotonic()
+    for round_number in range(kills):
+        lines = _one_round(path, seed + round_number, pool_size, rng,
+                           max_delay, result)
+        if result.failures:
+            break
+        pending = driver.absorb(lines, result)
+        driver.check(path, pending, pool_size, rng.random() < 0.3, result)
+        log('round %d: %d lines, %s, last tid %s' % (
+            round_number + 1, len(lines),
+            'killed committing' if pending else 'killed between commits',
+            getattr(driver.state, 'last', z64).hex()))
+        if result.failures:
+            break
+    result.seconds = time.monotonic() - started
+    if result.failures:
+        result.failures.insert(0, 'seed %d, pool %s' % (seed, path))
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='python -m objstore.testing.pmem_crash',
+        description='Kill a process committing to a PMemStorage pool again'
+        ' and again (SIGKILL) and check the pool after each kill.')
+    parser.add_argument('--kills', type=int, default=100)
+    parser.add_argument('--seed', type=int, default=None)
+    parser.add_argument('--max-delay', type=float, default=0.3,
+                        help='longest time a worker runs before the kill (s)')
+    parser.add_argument('--pool-size', type=int, default=64 << 10)
+    parser.add_argument('--dir', default=None,
+                        help='where to keep the pool (default: a temporary'
+                        ' directory, kept only on failure)')
+    parser.add_argument('--verbose', '-v', action='store_true')
+    parser.add_argument('--worker', metavar='PATH', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.seed or 0, args.pool_size)
+        return 0
+    log = print if args.verbose else None
+    if args.dir:
+        os.makedirs(args.dir, exist_ok=True)
+        result = run(args.dir, args.kills, args.seed, args.max_delay,
+                     args.pool_size, log)
+    else:
+        with tempfile.TemporaryDirectory(prefix='objstore-pmem-crash-') as tmp:
+            result = run(tmp, args.kills, args.seed, args.max_delay,
+                         args.pool_size, log)
+            if result.failures:
+                keep = tempfile.mkdtemp(prefix='objstore-pmem-crash-failed-')
+                for name in os.listdir(tmp):
+                    os.replace(os.path.join(tmp, name),
+                               os.path.join(keep, name))
+                result.failures.append('files kept in %s' % keep)
+    for failure in result.failures:
+        print('FAIL:', failure)
+    print(result.summary())
+    return 1 if result.failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
