@@ -90,6 +90,22 @@ class PMemOp:
         return '<%s %s>' % (self.kind, name)
 
 
+def _open_fds():
+    """The descriptors open now, or None where /proc cannot say."""
+    try:
+        listed = [int(fd) for fd in os.listdir('/proc/self/fd')]
+    except OSError:
+        return None
+    result = set()
+    for fd in listed:
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue    # the one listdir itself used, closed by now
+        result.add(fd)
+    return result
+
+
 class _Rule:
 
     def __init__(self, kind, nth, match, torn):
@@ -164,10 +180,7 @@ class PMemSeams:
         if self._saved is not None:
             raise RuntimeError('PMemSeams are already installed')
         self._saved = {name: getattr(self.module, name) for name in SEAMS}
-        try:
-            self._fds_before = {int(fd) for fd in os.listdir('/proc/self/fd')}
-        except OSError:
-            self._fds_before = None     # no /proc: side files stay open
+        self._fds_before = _open_fds()
         for name in SEAMS:
             setattr(self.module, name, self._wrapper(name))
         return self
@@ -207,12 +220,9 @@ class PMemSeams:
         dirs = {os.path.dirname(path) for path in self._fds.values()}
         dirs.update(os.path.dirname(path) for _n, path, _m
                     in self._maps.values())
-        if self._fds_before is None or not dirs:
-            return
-        try:
-            fds = [int(fd) for fd in os.listdir('/proc/self/fd')]
-        except OSError:
-            return
+        fds = _open_fds()
+        if self._fds_before is None or fds is None or not dirs:
+            return      # no /proc: side files stay open
         devnull = None
         try:
             for fd in fds:
