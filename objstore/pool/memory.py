@@ -30,9 +30,11 @@ as an integer, ``pool_id`` a random number of the pool, so an oid of
 another pool is refused. ``OID_NULL`` is ``(0, 0)``.
 """
 from persistent import Persistent
+from zope.interface import implementer
 
 from objstore import errors
 from objstore.pool.base import PoolPersistent
+from objstore.pool.interfaces import IMemoryManager
 from objstore.storages.base import p64, u64
 
 #: The null oid (pmemobj's).
@@ -58,6 +60,7 @@ class Boxed(Persistent):
         self.value = value
 
 
+@implementer(IMemoryManager)
 class MemoryManager:
     """The memory of one pool (see the module docstring).
 

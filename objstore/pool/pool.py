@@ -41,6 +41,7 @@ from objstore.pool import gc as gc_mod
 from objstore.pool.base import PoolPersistent, register_manager
 from objstore.pool.interfaces import IPersistentObjectPool
 from objstore.pool.memory import MemoryManager
+from objstore.pool.transactions import Change, TransactionBlock
 from objstore.storages.base import tid_time
 
 logger = logging.getLogger('objstore.pool')
@@ -202,12 +203,12 @@ class PersistentObjectPool:
     def transaction(self):
         """A context manager around one transaction (see the module
         docstring and ``IPersistentObjectPool.transaction``)."""
-        return _Transaction(self)
+        return TransactionBlock(self)
 
     def _atomic(self):
         """The context of one change: joins the open transaction, else
         commits on its own at the end."""
-        return _Atomic(self)
+        return Change(self)
 
     def _in_transaction(self):
         # Another thread's open transaction is not ours to join.
@@ -324,79 +325,6 @@ class PersistentObjectPool:
 
     def __exit__(self, *exc_info):
         self.close()
-
-
-class _Atomic:
-    """One change: inside the pool's transaction, or in its own."""
-
-    __slots__ = ('_pool', '_own')
-
-    def __init__(self, pool):
-        self._pool = pool
-
-    def __enter__(self):
-        pool = self._pool
-        pool._lock.acquire()
-        try:
-            self._own = not pool._depth
-            if self._own:
-                pool._begin()
-        except BaseException:
-            pool._lock.release()
-            raise
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        pool = self._pool
-        try:
-            if self._own:
-                pool._finish(commit=exc_type is None)
-        finally:
-            pool._lock.release()
-        return False
-
-
-class _Transaction:
-    """``pool.transaction()``: nested blocks join the outermost."""
-
-    def __init__(self, pool):
-        self._pool = pool
-
-    def __enter__(self):
-        pool = self._pool
-        pool._lock.acquire()
-        try:
-            if pool._depth:
-                pool._depth += 1
-            else:
-                pool._begin()
-        except BaseException:
-            pool._lock.release()
-            raise
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        pool = self._pool
-        try:
-            if pool._depth > 1:
-                pool._depth -= 1
-                if exc_type is not None and pool._doomed is None:
-                    # pmemobj's rule: a nested abort aborts everything.
-                    pool._tm.abort()
-                    pool.mm._end_transaction()
-                    pool._tm.begin()
-                    pool._doomed = '%s: %s' % (exc_type.__name__, exc)
-                return False
-            if pool._doomed is not None and exc_type is None:
-                why = pool._doomed
-                pool._finish(commit=False)
-                raise errors.TransactionError(
-                    'the transaction was rolled back: a nested'
-                    ' pool.transaction() block raised %s' % why)
-            pool._finish(commit=exc_type is None)
-        finally:
-            pool._lock.release()
-        return False
 
 
 def create(filename, pool_size=MIN_POOL_SIZE, mode=0o666, debug=False):
