@@ -554,3 +554,30 @@ def _plain_storage(make_pool, create):
         from objstore.storages import PMemStorage
         return PMemStorage(str(make_pool.path), create=create)
     return make_pool.factory(str(make_pool.path), create, None, False)
+
+
+def test_vars_of_an_object_not_yet_loaded_shows_its_attributes(make_pool):
+    pool = make_pool('x')
+    thing = pool.root = pool.new(Thing, name='n')
+    pool = make_pool.reopen(pool)
+    assert vars(pool.root) == {'name': 'n'}
+    assert thing.__dict__ == {'name': 'n'}
+
+
+def test_a_call_that_raises_changes_nothing(pool):
+    # Where builtins may keep part of a failed call, pool objects keep none.
+    root = pool.root = pool.new(PersistentDict)
+    with pytest.raises(ValueError):
+        root.update([(1, 2), (3,)])
+    assert root == {}
+    lst = root['l'] = pool.new(PersistentList)
+
+    def failing():
+        yield 1
+        raise RuntimeError('half way')
+    with pytest.raises(RuntimeError):
+        lst.extend(failing())
+    assert lst == []
+    with pytest.raises(TypeError):
+        lst.extend([1, object()])
+    assert lst == []

@@ -22,6 +22,8 @@ def _pmem_available():
 
 PMEM = _pmem_available()
 KINDS = ['pmem', 'file']
+#: The kinds that can run now (for hypothesis, which cannot skip a draw).
+AVAILABLE_KINDS = KINDS if PMEM else ['file']
 
 
 def file_factory(path, create, pool_size, read_only):

@@ -8,6 +8,8 @@ stored, gone when the object is reloaded, which is what
 :meth:`PersistentObject._v__init__` is for. ``_p_*`` names belong to
 persistent and the pool.
 """
+from persistent import Persistent
+
 from objstore.pool.base import PoolPersistent
 
 _PRIVATE = ('_p_', '_v_')
@@ -34,6 +36,13 @@ class PersistentObject(PoolPersistent):
     def __setstate__(self, state):
         super().__setstate__(state)
         self._v__init__()
+
+    def __getattribute__(self, name):
+        # persistent leaves __dict__ of an unloaded object (a ghost) empty;
+        # vars(obj) must show the attributes, as for any object.
+        if name == '__dict__':
+            Persistent._p_activate(self)
+        return super().__getattribute__(name)
 
     def _pool_values(self):
         return [value for name, value in self.__dict__.items()
