@@ -53,7 +53,7 @@ ATTRIBUTE, KEY, INDEX, MEMBER = 'attribute', 'key', 'index', 'member'
 _ALL = sys.maxsize
 
 
-# -- history ------------------------------------------------------------------
+# -- history -----------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class Revision:
@@ -152,7 +152,7 @@ def _check_window(db, obj, oldest, low):
                describe_tid(oldest), describe_tid(low)), oldest=oldest)
 
 
-# -- as_of ----------------------------------------------------------------------
+# -- as_of -------------------------------------------------------------------
 
 def as_of(obj, when):
     """``obj`` as it was right after the last transaction at or before
@@ -209,7 +209,7 @@ def _no_revision(db, obj, oid, moment):
         oldest=first)
 
 
-# -- helpers of history and as_of ----------------------------------------------
+# -- helpers of history and as_of --------------------------------------------
 
 def _stored(obj, doing):
     """``(oid, db, before)`` of a persistent object attached to a
@@ -253,7 +253,7 @@ def _describe(obj):
     return '%s %s' % (class_path(obj), errors.oid_repr(obj._p_oid))
 
 
-# -- diff -------------------------------------------------------------------------
+# -- diff --------------------------------------------------------------------
 
 class Path(tuple):
     """Where a change is: a tuple of steps, each an attribute name, a
@@ -573,8 +573,9 @@ def _fingerprint(value, active=None):
     active.add(id(value))
     try:
         if shape == KEY:
-            inner = frozenset((_fingerprint(k, active), _fingerprint(v, active))
-                              for k, v in value.items())
+            inner = frozenset(
+                (_fingerprint(k, active), _fingerprint(v, active))
+                for k, v in value.items())
         elif shape == MEMBER:
             inner = frozenset(_fingerprint(m, active) for m in value)
         elif shape == INDEX:

@@ -6,7 +6,6 @@ import gc
 import weakref
 
 import pytest
-import transaction
 from BTrees.OOBTree import OOBTree, OOSet
 from hypothesis import given, settings, strategies as st
 from persistent.list import PersistentList
@@ -15,7 +14,6 @@ from persistent.mapping import PersistentMapping
 import objstore
 from objstore import errors
 from objstore.db import DB
-from objstore.storages.memory import MemoryStorage
 from objstore.timeline import (
     ADDED, ATTRIBUTE, CHANGED, INDEX, KEY, MEMBER, REMOVED, Change, Diff,
     Path, Revision, as_of, diff, history)
@@ -75,7 +73,7 @@ def utc(tid):
         objstore.storages.base.tid_time(tid), UTC)
 
 
-# -- history ------------------------------------------------------------------
+# -- history -----------------------------------------------------------------
 
 def test_history_lists_each_commit_touching_the_object_newest_first(
         conn, story):
@@ -165,7 +163,7 @@ def test_history_of_a_past_copy_stops_at_its_moment(conn, story):
     assert [r.tid for r in history(old)] == story[1::-1]
 
 
-# -- as_of ----------------------------------------------------------------------
+# -- as_of -------------------------------------------------------------------
 
 def test_as_of_a_tid_shows_the_object_then(conn, story):
     item = conn.root.item
@@ -274,6 +272,23 @@ def test_storage_without_history_refuses(storage_factory):
             close_connection(conn)
 
 
+def test_storage_keeping_only_current_states_in_its_window(
+        hdb, conn, story, monkeypatch):
+    # As a storage keeping no history but saying nothing of it (pmem): its
+    # window starts at the last commit and it lists the current revision.
+    storage = hdb.storage
+    listed = storage.history
+    monkeypatch.setattr(storage, 'history_start', storage.lastTransaction)
+    monkeypatch.setattr(storage, 'history',
+                        lambda oid, size=1: listed(oid, 1))
+    item = conn.root.item
+    with pytest.raises(errors.HistoryUnavailable, match='oldest'):
+        as_of(item, story[0])
+    with pytest.raises(errors.HistoryUnavailable, match='incomplete'):
+        history(item, since=story[0])
+    assert [r.tid for r in history(item)] == [story[2]]
+
+
 def test_storage_whose_history_raises(hdb, conn, monkeypatch):
     conn.root.item = item = Item(a=1)
     commit(conn)
@@ -285,7 +300,7 @@ def test_storage_whose_history_raises(hdb, conn, monkeypatch):
         history(item)
 
 
-# -- diff of stored objects -------------------------------------------------------
+# -- diff of stored objects --------------------------------------------------
 
 def test_diff_of_attributes(conn, story):
     item = conn.root.item
@@ -313,6 +328,16 @@ def test_diff_follows_the_same_persistent_object(conn, story):
     # Not following: the child is the same object, so unchanged.
     assert [c.path for c in diff(as_of(item, story[0]), item,
                                  follow=False)] == [('a',)]
+
+
+def test_diff_of_an_object_whose_state_is_no_dict(hdb, conn):
+    from BTrees.Length import Length
+    conn.root.item = item = Item(count=Length(1))
+    t = commit(conn)
+    item.count.change(2)
+    commit(conn)
+    assert [(c.path, c.old, c.new)
+            for c in diff(as_of(item, t), item)] == [(('count',), 1, 3)]
 
 
 def test_diff_of_a_replaced_persistent_object_is_one_change(conn, story):
@@ -439,7 +464,7 @@ class Point(objstore.Immutable):
         self.y = y
 
 
-# -- diff of plain values ---------------------------------------------------------------
+# -- diff of plain values ----------------------------------------------------
 
 def test_diff_of_states_and_plain_values():
     assert not diff({'a': [1, 2]}, {'a': [1, 2]})
