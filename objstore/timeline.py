@@ -146,8 +146,8 @@ def _check_window(db, obj, oldest, low):
     # one is at or before the pack point (a later one is a creation).
     if start != z64 and oldest <= start and low < oldest:
         raise errors.HistoryUnavailable(
-            '%s was packed at %s: the revisions of %s before %s are gone,'
-            ' so its history since %s is incomplete'
+            '%s holds no history before %s: the revisions of %s before %s'
+            ' may be gone, so its history since %s is incomplete'
             % (db.getName(), describe_tid(start), _describe(obj),
                describe_tid(oldest), describe_tid(low)), oldest=oldest)
 
