@@ -6,6 +6,7 @@ SUBCOMMANDS = {
     'db': 'bench.db',
     'immutables': 'bench.immutables',
     'pmem': 'bench.pmem',
+    'postgresql': 'bench.postgresql',
 }
 
 
@@ -22,6 +23,8 @@ def main(argv=None):
               file=sys.stderr)
         print('  pmem        PMemStorage against FileStorages and LMDB',
               file=sys.stderr)
+        print('  postgresql  PostgreSQLStorage against RelStorage '
+              '(zodbshootout)', file=sys.stderr)
         return 2
     module = __import__(SUBCOMMANDS[argv[0]], fromlist=['main'])
     return module.main(argv[1:])
