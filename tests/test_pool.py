@@ -581,3 +581,49 @@ def test_a_call_that_raises_changes_nothing(pool):
     with pytest.raises(TypeError):
         lst.extend([1, object()])
     assert lst == []
+
+
+def test_another_threads_change_waits_for_a_transaction_block(make_pool):
+    import threading
+    pool = make_pool('x')
+    root = pool.root = pool.new(PersistentList)
+    inside = threading.Event()
+    done = threading.Event()
+
+    def other_thread():
+        inside.wait(10)
+        root.append('other')        # waits for the block, then commits
+        done.set()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    with pytest.raises(RuntimeError):
+        with pool.transaction():
+            root.append('block')
+            inside.set()
+            assert not done.wait(0.2)
+            raise RuntimeError('roll the block back')
+    thread.join(10)
+    assert done.is_set()
+    assert root == ['other']
+    with pytest.raises(errors.TransactionError):
+        # The other thread cannot allocate inside this thread's block.
+        with pool.transaction():
+            failures = []
+            worker = threading.Thread(target=lambda: failures.append(
+                _try(lambda: pool.mm.alloc(4))))
+            worker.start()
+            worker.join(0.2)
+            raise errors.TransactionError('done')
+    worker.join(10)
+    assert failures == [errors.TransactionError]
+    pool = make_pool.reopen(pool)
+    assert pool.root == ['other']
+
+
+def _try(fn):
+    try:
+        fn()
+    except Exception as exc:
+        return type(exc)
+    return None

@@ -15,7 +15,9 @@ one ends. Outside them, every change of a pool object (see
 memory-manager call that changes something commits on its own as soon as
 it is made: one database transaction per change. A lock makes threads
 take turns: a transaction block holds it from start to end, so another
-thread's change waits for the block instead of joining it.
+thread's change waits for the block instead of joining it. Reads take no
+lock: all threads share the pool's one connection, so a thread may read
+what another thread's open block has changed but not yet committed.
 
 Open and close. The header's ``clean`` flag is cleared (committed) when
 the pool opens and set when it closes after gc; a pool found not clean
