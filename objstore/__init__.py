@@ -15,7 +15,10 @@ The public surface, re-exported here:
   :class:`SimpleRevisionedImmutableManager`, :class:`RevisionedMapping`,
   from :mod:`objstore.revisioned`;
 * :class:`RevisionedContainer` -- many named revision histories in
-  BTrees, from :mod:`objstore.container`.
+  BTrees, from :mod:`objstore.container`;
+* :func:`history`, :func:`as_of` and :func:`diff` -- the revisions of any
+  persistent object, its past states and structural diffs, from
+  :mod:`objstore.timeline`.
 
 The storages live in :mod:`objstore.storages`, their contracts in
 :mod:`objstore.interfaces` and the exceptions in :mod:`objstore.errors`.
@@ -35,6 +38,7 @@ from objstore.revisioned import (
     DefaultRevisionInfo, RevisionedImmutable, RevisionedImmutableBase,
     RevisionedMapping, SimpleRevisionedImmutableManager, defaultInfo)
 from objstore.container import RevisionedContainer
+from objstore.timeline import as_of, diff, history
 
 __all__ = [
     'DB', 'open', 'connection',
@@ -43,4 +47,5 @@ __all__ = [
     'defaultInfo', 'DefaultRevisionInfo', 'RevisionedImmutableBase',
     'RevisionedImmutable', 'SimpleRevisionedImmutableManager',
     'RevisionedMapping', 'RevisionedContainer',
+    'history', 'as_of', 'diff',
 ]
