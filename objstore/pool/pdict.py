@@ -6,7 +6,10 @@ differences of :mod:`objstore.pool.plist`: :meth:`copy` and ``|`` return
 plain dicts; a call that raises changes nothing (``update`` with a bad
 element adds none of the elements before it, where ``dict`` keeps them);
 keys and values must be values a pool can store once the dict is in a
-pool. Its record holds the items as a plain dict.
+pool. Its views (``keys()``, ``values()``, ``items()``) show the dict as
+it was loaded: once the pool has dropped the object from memory (after an
+abort or a gc) and loaded it again, take new views. Its record holds the
+items as a plain dict.
 """
 from objstore.pool.base import PoolPersistent
 
