@@ -79,10 +79,13 @@ class IMemoryManager(Interface):
     def otuple(oid):
         """``oid`` in tuple form."""
 
-    def alloc(size, type_num=None):
-        """A new block of ``size`` zero bytes (``OID_NULL`` for size 0)."""
+    def alloc(size, type_num=20):
+        """A new block of ``size`` zero bytes (``OID_NULL`` for size 0).
+        A block of type ``POBJECT_TYPE_NUM`` (20, pmemobj's) that nothing
+        counted (:meth:`incref`) is freed by gc; other types live until
+        :meth:`free`."""
 
-    def zalloc(size, type_num=None):
+    def zalloc(size, type_num=20):
         """Same as :meth:`alloc` (Python memory always starts zeroed)."""
 
     def realloc(oid, size, type_num=None):
