@@ -112,8 +112,9 @@ class MemoryManager:
         entry = self._pool._header.blocks.get(number)
         if entry is None:
             raise errors.InvalidArgumentError(
-                'oid %r of the pool %s is not allocated (never, or freed'
-                ' since)' % (oid, self._pool.filename))
+                'oid %r of the pool %s is no allocated block and no counted'
+                ' object (never allocated or incref\'d, or freed since)'
+                % (self.otuple(oid), self._pool.filename))
         return number, entry
 
     def _oid(self, obj):
