@@ -91,7 +91,7 @@ def test_realloc_copies_truncates_and_zero_fills(pool):
         assert bytes(pool.mm.direct(smaller)) == b'wx'
         with pytest.raises(errors.InvalidArgumentError, match='type_num'):
             pool.mm.realloc(smaller, 3, RAW + 1)
-        with pytest.raises(errors.InvalidArgumentError, match='not alloc'):
+        with pytest.raises(errors.InvalidArgumentError, match='no allocated block'):
             pool.mm.direct(oid)
         assert pool.mm.realloc(smaller, 0) == OID_NULL
         fresh = pool.mm.realloc(OID_NULL, 3, RAW)
