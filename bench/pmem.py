@@ -1,7 +1,8 @@
 """PMemStorage against objstore FileStorage, ZODB FileStorage and LMDB.
 
 ``python -m bench pmem [--quick] [--sizes N,N,...] [--repeat K] [--loads L]
-[--commits C] [--opens O] [--json FILE] [--profile DIR]``
+[--commits C] [--opens O] [--sides S,S] [--clock cpu] [--json FILE]
+[--profile DIR]``
 
 Each database is built once per size (N small objects, ``bench.db_workload
 .Item``, in an ``OOBTree`` under the root, ``--batch`` objects per commit)
@@ -23,7 +24,8 @@ repetition runs every side, the one that goes first rotating. Phases:
   commit);
 * open after a clean close: storage, DB, first connection and one object
   read, the median of ``O`` opens; its scaling from the smallest to the
-  largest size;
+  largest size, on the best of the ``O`` (other processes' disk traffic
+  only adds to an open's one or two flushes);
 * open after a crash: a writer process committing in a loop is killed with
   SIGKILL at a random moment, then the same open (and a check that every
   acknowledged commit is there).
@@ -31,6 +33,7 @@ repetition runs every side, the one that goes first rotating. Phases:
 Targets (issue 5): point loads through the DB >= 2x ZODB FileStorage; raw
 ``PMemStorage.load`` >= 0.5x LMDB get + unpickle; open after a clean close
 independent of the number of objects (here: largest / smallest <= 1.5).
+``--profile DIR`` writes the PMem side's profiles, one per phase and size.
 """
 import argparse
 import io
@@ -48,6 +51,7 @@ import transaction
 from BTrees.OOBTree import OOBTree
 
 from bench import environment, systems
+from bench import db_workload
 from bench.db_workload import Item
 from bench.report import _count, render_table
 from bench.storages import ROOT, Log, common_report, print_report, \
@@ -229,14 +233,19 @@ class Run:
         return names[k:] + names[:k]
 
     def setup(self):
+        for name in SIDES:
+            if name not in self.opts.sides:
+                self.skipped[name] = 'not run (--sides)'
         for name in DB_SIDES:
+            if name in self.skipped:
+                continue
             side = DBSide(name)
             reason = side.check()
             if reason is None:
                 self.sides[name] = side
             else:
                 self.skipped[name] = 'not available: %s' % reason
-        if lmdb is None:
+        if lmdb is None and 'lmdb' not in self.skipped:
             self.skipped['lmdb'] = ('not available: py-lmdb is not installed '
                                     '(pip install lmdb)')
         for name, reason in self.skipped.items():
@@ -341,7 +350,8 @@ class Run:
                 for i in order:
                     total += get(oids[i]).count
                 return total
-            seconds, total = timed(loads, self.profile(name, 'load', n))
+            seconds, total = db_workload.timed(
+                loads, self.profile(name, 'load', n), self.opts.clock)
             if total != expected:
                 raise Failure('the loaded counts add up to %d, not %d'
                               % (total, expected))
@@ -370,9 +380,11 @@ class Run:
                 for i in order:
                     total += unpickle(load(oids[i]))[1]['count']
                 return total
-            seconds, _ = timed(plain, self.profile(name, 'raw', n))
+            seconds, _ = db_workload.timed(
+                plain, self.profile(name, 'raw', n), self.opts.clock)
             self.record(name, 'raw %d' % n, seconds / len(order))
-            seconds, total = timed(unpickled)
+            seconds, total = db_workload.timed(unpickled,
+                                               clock=self.opts.clock)
             self.record(name, 'raw-unpickle %d' % n, seconds / len(order))
             if total != expected:
                 raise Failure('the unpickled counts add up to %d, not %d'
@@ -427,6 +439,7 @@ class Run:
             self.error(name, 'open %d' % n, describe(exc))
             return
         self.record(name, 'open %d' % n, statistics.median(runs))
+        self.record(name, 'open-min %d' % n, min(runs))
         if constructors:
             self.record(name, 'open-storage %d' % n,
                         statistics.median(constructors))
@@ -612,12 +625,13 @@ def summarize(run):
     if small != large:
         runs = {}
         for side in SIDES:
-            a = run.times[side].get('open %d' % small)
-            b = run.times[side].get('open %d' % large)
+            a = run.times[side].get('open-min %d' % small)
+            b = run.times[side].get('open-min %d' % large)
             if a and b:
                 runs[side] = [y / x for x, y in zip(a, b)]
-        out.append(_row(run, 'open-scaling', 'open after clean close, %s / %s'
-                        ' objects' % (_count(large), _count(small)), runs,
+        out.append(_row(run, 'open-scaling', 'open after clean close, best '
+                        'of %d: %s / %s' % (opts.opens, _count(large),
+                                            _count(small)), runs,
                         (None, 'pmem'), SCALING_TARGET, unit='x'))
     return out
 
@@ -643,7 +657,9 @@ def _status(run, row, target):
     missing = [s for s in row['ratio_of'] if s is not None
                and s in run.skipped]
     if missing:
-        return 'not available'
+        return ('not available' if any(
+            run.skipped[s].startswith('not available') for s in missing)
+            else 'not run')
     if row['ratio'] is None:
         return 'error' if target else 'info'
     if target is None:
@@ -684,7 +700,8 @@ def format_table(rows, skipped):
             if side not in r['runs']:
                 cells.append('')
             elif side in skipped:
-                cells.append('n/a')
+                cells.append('n/a' if skipped[side].startswith('not avail')
+                             else 'not run')
             else:
                 cells.append(format_value(r['values'][side], r['unit']))
         ratios = r['ratios']
@@ -706,11 +723,12 @@ def format_report(report):
         'sides: %s.' % '; '.join(report['sides']),
         'repetitions: %d (the side that goes first rotates); values are '
         'medians over them; ratio = median of the per-repetition ratios '
-        '(\"of\" says which), range = their smallest and largest. Loads: %d '
-        'random objects per repetition, time per load; commits: median of '
-        '%d per repetition; clean opens: median of %d per repetition.'
-        % (config['repeat'], config['loads'], config['commits'],
-           config['opens']), '']
+        '("of" says which), range = their smallest and largest. Loads: %d '
+        'random objects per repetition, time per load (%s time); commits: '
+        'median of %d per repetition; clean opens: median of %d per '
+        'repetition.' % (config['repeat'], config['loads'],
+                         {'wall': 'elapsed', 'cpu': 'CPU'}[config['clock']],
+                         config['commits'], config['opens']), '']
     lines.append(format_table(report['rows'], report['skipped']))
     for note in report['notes']:
         lines.append('note: ' + note)
@@ -742,7 +760,15 @@ def parse_args(argv):
                         '200; --quick: 20)')
     p.add_argument('--opens', type=int, default=None, metavar='O',
                    help='opens after a clean close per side and repetition '
-                        '(default 5; --quick: 3)')
+                        '(default 10; --quick: 3)')
+    p.add_argument('--clock', choices=tuple(db_workload.CLOCKS),
+                   default='wall',
+                   help='wall (default): elapsed time; cpu: the process\'s '
+                        'CPU time for the load rows (steadier when other '
+                        'processes share the CPUs; commits and opens stay '
+                        'in elapsed time, they wait for the disk)')
+    p.add_argument('--sides', default=','.join(SIDES),
+                   help='comma-separated subset of: %s' % ','.join(SIDES))
     p.add_argument('--batch', type=int, default=10000,
                    help='objects per commit while building (10000)')
     p.add_argument('--json', metavar='FILE', help='write all results here')
@@ -756,6 +782,11 @@ def parse_args(argv):
                         'writing DIR/pmem-<row>-<N>.pstats (its times then '
                         'include the profiler\'s overhead)')
     opts = p.parse_args(argv)
+    opts.sides = [s for s in opts.sides.split(',') if s]
+    unknown = [s for s in opts.sides if s not in SIDES]
+    if unknown:
+        p.error('--sides: unknown %s (choose from %s)'
+                % (','.join(unknown), ','.join(SIDES)))
     if opts.sizes is None:
         opts.sizes = '1000,10000' if opts.quick else '10000,100000,1000000'
     try:
@@ -763,7 +794,7 @@ def parse_args(argv):
     except ValueError:
         p.error('--sizes: comma-separated integers')
     for name, quick, full in (('loads', 2000, 20000), ('commits', 20, 200),
-                              ('opens', 3, 5)):
+                              ('opens', 3, 10)):
         if getattr(opts, name) is None:
             setattr(opts, name, quick if opts.quick else full)
     if not opts.sizes or any(n < 1 for n in opts.sizes):
@@ -780,8 +811,10 @@ def run(opts, log=None):
                                 Run, ('setup', 'sizes'))
     result = common_report(opts, bench, env, summarize(bench))
     result['latencies'] = bench.latencies
-    result['sides'] = [DBSide(name).label for name in DB_SIDES] + [
-        'LMDB (py-lmdb, default durable commits)']
+    result['sides'] = [DBSide(name).label for name in DB_SIDES
+                       if name in opts.sides]
+    if 'lmdb' in opts.sides:
+        result['sides'].append('LMDB (py-lmdb, default durable commits)')
     result['lmdb_version'] = environment._version('lmdb')
     return result
 
