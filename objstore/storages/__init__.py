@@ -1,8 +1,9 @@
 """objstore's storages. Each class's docstring states its durability guarantee."""
 from objstore.storages.file import FileStorage
 from objstore.storages.memory import MemoryStorage
+from objstore.storages.pmem import PMemStorage
 
-__all__ = ['FileStorage', 'MemoryStorage']
+__all__ = ['FileStorage', 'MemoryStorage', 'PMemStorage']
 
 
 def __getattr__(name):

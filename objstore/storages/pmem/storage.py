@@ -69,3 +69,405 @@ open the pool meanwhile. A read-only process writes nothing to the pool
 file: it publishes the tid and table of each snapshot it reads in a slot
 of ``<path>.readers``, and the writer keeps what those snapshots reach.
 """
+import logging
+import os
+
+from zope.interface import implementer
+
+from objstore import errors
+from objstore import interfaces
+from objstore.serialize import references
+from objstore.storages.base import (
+    BaseStorage, TransactionMeta, maxtid, p64, u64, z64)
+from objstore.storages.pmem import collect
+from objstore.storages.pmem import format as fmt
+from objstore.storages.pmem import opening
+from objstore.storages.pmem import table
+from objstore.storages.pmem.allocator import FreeSpace, Pending
+from objstore.storages.pmem.commit import REMOVE, Committing
+from objstore.storages.pmem.instance import PMemInstance
+from objstore.storages.pmem.snapshot import Snapshot
+from objstore.storages.pmem.window import Window
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POOL_SIZE = fmt.DEFAULT_POOL_SIZE
+MIN_POOL_SIZE = fmt.MIN_POOL_SIZE
+__all__ = ['PMemStorage', 'REMOVE', 'DEFAULT_POOL_SIZE', 'MIN_POOL_SIZE']
+
+
+@implementer(interfaces.IStorage, interfaces.IMVCCStorage,
+             interfaces.IStorageRestoreable,
+             interfaces.IStorageCurrentRecordIteration,
+             interfaces.ReadVerifyingStorage, interfaces.IExternalGC,
+             interfaces.IHistoryWindow)
+class PMemStorage(Committing, BaseStorage):
+    """An MVCC storage in one memory-mapped pool file, without history.
+
+    ``PMemStorage(path, pool_size=DEFAULT_POOL_SIZE, create=False,
+    read_only=False, grow=True)`` opens the pool at ``path``, creating a
+    pool of ``pool_size`` bytes when the file is missing or ``create`` is
+    true. A full pool grows (doubling); with ``grow=False`` a transaction
+    that does not fit fails in ``tpc_vote`` with ``PoolFullError`` and
+    leaves the pool as it was. ``clean_shutdown`` says whether the last
+    writer closed the pool cleanly; ``recovered`` whether this open had to
+    rebuild the free space because it did not.
+
+    Not history-preserving: each object has one current record. An older
+    revision is kept only while a snapshot that an open instance (a
+    connection, ``db.open(at=...)``) reads still reaches it; the history
+    window runs from the oldest such snapshot (``history_start()``) to
+    the newest commit. ``loadBefore``, ``loadSerial``, ``history`` and
+    ``db.open(at=...)`` answer inside the window; a moment before it
+    raises ``HistoryUnavailable``. No undo. ``pack`` (or
+    :meth:`collect_garbage`) deletes every object not reachable from the
+    root; transaction metadata (user, description) is kept only in memory
+    for commits inside the window.
+
+    Durability, in ACID terms. Atomicity: a commit writes its records and
+    table nodes into free space, flushes them, then switches the root with
+    one flushed write of a checksummed slot; a crash at any moment leaves
+    the pool as before or as after the transaction. Consistency: every
+    record and table node carries a CRC-32, checked on every load; damage
+    raises ``CorruptionError``, never wrong data. Isolation: each instance
+    reads one snapshot, moved only by ``poll_invalidations``. Durability:
+    when ``tpc_finish`` returns, the transaction has been flushed (msync)
+    to the file; on a DAX file system that is persistent memory,
+    elsewhere the file system's durability after msync.
+
+    Processes: one writer process (``StorageLockedError`` for another);
+    read-only processes may open the pool meanwhile and see new commits
+    at each poll (see :mod:`.readers`). A read-only process can show only
+    its newest snapshot as a past moment (it does not see every commit).
+    """
+
+    def __init__(self, path, pool_size=DEFAULT_POOL_SIZE, create=False,
+                 read_only=False, grow=True):
+        path = os.path.abspath(os.fspath(path))
+        super().__init__(path, read_only)
+        if not isinstance(pool_size, int) or pool_size < MIN_POOL_SIZE:
+            raise errors.InvalidArgumentError(
+                'pool_size must be an int of at least %d bytes, not %r'
+                % (MIN_POOL_SIZE, pool_size))
+        self._path = path
+        self._grow_ok = bool(grow)
+        self._pool = None
+        self._writer_lock = None
+        self._readers = None
+        self._reader_slot = None
+        self._free = FreeSpace()
+        self._pending = Pending()
+        self._committer = None
+        self._tdata = None
+        self._voted = None
+        self._allocated = []
+        self._failed = False
+        self._published = None
+        self.recovered = False
+        #: True if the last writer closed the pool (or it was just created).
+        self.clean_shutdown = True
+        try:
+            if read_only:
+                if create:
+                    raise errors.ReadOnlyError(
+                        'cannot create %s read-only' % path)
+                root = opening.open_reader(self)
+            else:
+                root = opening.open_writer(self, pool_size, create)
+        except BaseException:
+            self._release_files()
+            raise
+        self._window = Window(Snapshot(self._pool, root), exact=not read_only)
+        self._root = root
+        self._oid = root.max_oid
+        self._ltid = root.tid
+
+    # -- opening and closing -------------------------------------------------
+
+    def close(self):
+        """Close the pool; a transaction in progress is discarded.
+
+        A writer writes the free-space list and marks the pool clean
+        (X1-X3), so the next open reads no table. Calling it again does
+        nothing.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if self._transaction is not None:
+                    self._abort()
+                if (not self._read_only and self._pool is not None
+                        and not self._failed):
+                    opening.close_clean(self)
+            finally:
+                self._release_files()
+
+    def _release_files(self):
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            if self._reader_slot is not None:
+                try:
+                    readers.release(self._reader_slot)
+                except OSError:
+                    pass
+            readers.close()
+        held, self._writer_lock = self._writer_lock, None
+        if held is not None:
+            held.release()
+
+    def _fail(self, why):
+        """An I/O error in tpc_finish left the pool in doubt: stop using it
+        (the next open recovers from the root in force)."""
+        logger.critical('%s: %s; closing the storage', self._path, why,
+                        exc_info=True)
+        self._failed = True
+        self._closed = True
+        self._release_files()
+
+    # -- IMVCCStorage ----------------------------------------------------------
+
+    def new_instance(self):
+        """An instance reading its own snapshot (the newest commit now)."""
+        with self._lock:
+            self._check_open()
+            self._refresh()
+            snapshot = self._window.current
+            self._window.pin(snapshot)
+        return PMemInstance(self, snapshot)
+
+    def before_instance(self, before):
+        """A read-only instance showing the database just before the tid
+        ``before``; HistoryUnavailable outside the window."""
+        with self._lock:
+            self._check_open()
+            self._refresh()
+            snapshot = self._window.snapshot_before(before)
+            if snapshot is None:
+                raise self._unavailable(before)
+            self._window.pin(snapshot)
+        return PMemInstance(self, snapshot, historical=True)
+
+    def poll_invalidations(self):
+        """The storage itself reads the newest commit: None (no snapshot
+        of its own to report against); instances report what changed."""
+        with self._lock:
+            self._check_open()
+            self._refresh()
+        return None
+
+    def release(self):
+        """Nothing to free: ``close()`` ends the storage."""
+
+    def load(self, oid, version=''):
+        """``(data, tid)`` of the current record of ``oid``."""
+        with self._lock:
+            self._check_open()
+            return self._window.current.load(oid)
+
+    def sync(self, force=True):
+        """A read-only process catches up with the writer's commits."""
+        with self._lock:
+            self._check_open()
+            self._refresh()
+
+    def _repin(self, instance):
+        """Move ``instance`` from its snapshot to the newest; return the
+        oids others changed in between (instances' poll)."""
+        with self._lock:
+            self._check_open()
+            self._refresh()
+            current = self._window.current
+            old = instance._snapshot
+            if current is old:
+                return set()
+            changed = self._window.changes(old.tid, current.tid, instance)
+            self._window.pin(current)
+            self._window.unpin(old)
+            instance._snapshot = current
+            self._collect()
+        return changed
+
+    def _unpin(self, snapshot):
+        with self._lock:
+            if self._closed:
+                return
+            self._window.unpin(snapshot)
+            self._collect()
+
+    def _collect(self):
+        """Free what no pinned snapshot reads any more (lock held)."""
+        window = self._window
+        oldest = window.oldest()
+        if self._readers is not None and (self._read_only or len(
+                self._pending)):
+            if self._read_only:
+                self._publish(oldest)
+            else:
+                for tid, _, _ in self._readers.snapshots():
+                    if tid < oldest:
+                        oldest = tid
+        for offset, length in self._pending.due(oldest):
+            self._free.free(offset, length)
+        window.prune(oldest)
+
+    def _publish(self, oldest):
+        if self._reader_slot is None:
+            return
+        snapshot = self._window.snapshot(oldest)
+        if snapshot is not None and oldest != self._published:
+            self._readers.publish(self._reader_slot, snapshot.tid,
+                                  snapshot.table, snapshot.height)
+            self._published = oldest
+
+    def _refresh(self):
+        """In a read-only process, move to the writer's newest root."""
+        if not self._read_only:
+            return
+        root = self._pool.read_root()
+        current = self._window.current
+        if (root.tid, root.table) == (current.tid, current.table):
+            return
+        changed = set()
+        leaves = dict(current.leaves)
+        for n, _, _ in table.diff(self._path, self._pool.map, current.table,
+                                  current.height, root.table, root.height,
+                                  root.size):
+            changed.add(p64(n))
+            leaves.pop(n // fmt.FANOUT, None)
+        self._window.advance(Snapshot(self._pool, root, leaves), changed)
+        self._root = root
+        self._ltid = root.tid
+        self._oid = max(self._oid, root.max_oid)
+        self._collect()
+
+    def _unavailable(self, before):
+        start = self._window.start()
+        return errors.HistoryUnavailable(
+            '%s keeps no history: it can show the database from %s on'
+            ' (the oldest snapshot an open connection reads), not just'
+            ' before %s' % (self._path, errors.oid_repr(start),
+                            errors.oid_repr(before)), oldest=start)
+
+    # -- IHistoryWindow --------------------------------------------------------
+
+    def history_start(self):
+        """The oldest tid whose state the storage can still show: the
+        oldest snapshot an open instance reads, or the newest commit."""
+        with self._lock:
+            self._check_open()
+            self._refresh()
+            return self._window.start()
+
+    # -- IStorage: reading -------------------------------------------------------
+
+    def getSize(self):
+        """Bytes in use (the file's size in a read-only process, which
+        does not know the free space)."""
+        with self._lock:
+            self._check_open()
+            if self._read_only:
+                return self._pool.size
+            return self._pool.size - self._free.total()
+
+    def __len__(self):
+        with self._lock:
+            self._check_open()
+            return self._window.current.count
+
+    def loadBefore(self, oid, tid):  # ZODB's protocol name
+        """``(data, start, end)`` of the revision of ``oid`` just before
+        ``tid``; see ``IStorage.loadBefore``. HistoryUnavailable when that
+        moment is before the window."""
+        with self._lock:
+            self._check_open()
+            if tid >= maxtid:
+                snapshot = self._window.current
+            elif tid == z64:
+                # Before the first transaction: nothing existed.
+                if not self._revisions(oid):
+                    raise errors.POSKeyError(oid)
+                return None
+            else:
+                snapshot = self._window.snapshot_before(tid)
+                if snapshot is None:
+                    raise self._unavailable(tid)
+            n = u64(oid)
+            offset = snapshot.offset(n)
+            if not offset:
+                if any(s.offset(n) for s in self._window.after(snapshot)):
+                    return None
+                raise errors.POSKeyError(oid)
+            data, start = snapshot.load(oid)
+            for later in self._window.after(snapshot):
+                if later.offset(n) != offset:
+                    return data, start, later.tid
+            return data, start, None
+
+    def loadSerial(self, oid, serial):  # ZODB's protocol name
+        """The data ``oid`` had in transaction ``serial``, if the window
+        still holds that revision; POSKeyError otherwise."""
+        with self._lock:
+            self._check_open()
+            for offset, snapshot in self._revisions(oid):
+                data, tid = snapshot.record(offset, oid)
+                if tid == serial and data is not None:
+                    return data
+                if tid <= serial:
+                    break
+        raise errors.POSKeyError(oid)
+
+    def history(self, oid, size=1):
+        """The revisions of ``oid`` the window holds, newest first (user
+        and description only for commits inside the window)."""
+        with self._lock:
+            self._check_open()
+            out = []
+            for offset, snapshot in self._revisions(oid)[:size]:
+                length, tid = snapshot.header(offset, oid)
+                meta = self._window.metas.get(tid) or TransactionMeta(tid)
+                out.append(meta.info(serial=tid, size=length))
+        if not out:
+            raise errors.POSKeyError(oid)
+        return out
+
+    def _revisions(self, oid):
+        """``(offset, snapshot)`` of each distinct record of ``oid`` in the
+        window, newest first (lock held)."""
+        n = u64(oid)
+        out, seen = [], set()
+        for snapshot in self._window.newest_first():
+            offset = snapshot.offset(n)
+            if offset and offset not in seen:
+                seen.add(offset)
+                out.append((offset, snapshot))
+        return out
+
+    # -- pack, iteration ---------------------------------------------------------
+
+    def pack(self, t, referencesf=None, gc=True):
+        """Remove what a pack to ``t`` would leave unreachable: with
+        ``gc``, every object reachable neither from the root nor from a
+        record written at or after ``t``; in any case the deletion
+        records written before ``t``. There is no history to drop."""
+        collect.collect_garbage(self, referencesf or references, t, gc)
+
+    def collect_garbage(self, referencesf=None):
+        """Remove every object the root does not reach (and every deletion
+        record), in one commit; return ``{'reachable': n, 'freed': n}``
+        (objects kept and removed)."""
+        return collect.collect_garbage(self, referencesf or references)
+
+    def iterator(self, start=None, stop=None):
+        """The current records grouped by the tid that wrote them, oldest
+        first, as transactions (see :mod:`.collect`)."""
+        return collect.CurrentIterator(self, start, stop)
+
+    def record_iternext(self, next=None):
+        """``(oid, tid, data, next_oid)``; see
+        ``IStorageCurrentRecordIteration``."""
+        return collect.record_iternext(self, next)
