@@ -1,7 +1,17 @@
 """PMemStorage after its process dies at a flush point.
 
 First the injector itself (:class:`objstore.testing.pmem_faults.PMemSeams`)
-on calls made by hand through the ``pmemio`` seam.
+on calls made by hand through the ``pmemio`` seam. Then the workload of
+:class:`objstore.testing.pmem_workload.PMemWorkload` (pool creation, the
+first commit, commits that free old revisions, commits while a snapshot
+holds them and the release that frees them, commits that grow the file,
+an abort, a pack, a clean close and reopen, a death at a commit point
+and the open that recovers from it) dies in this process, through the
+seam, at each of its pmemio calls in turn (every flush point, and
+every write, also torn halfway), and the file it leaves must reopen to
+the state before the step in progress or after it, whole.
+
+The SIGKILL test of real processes is in ``test_pmem_processes.py``.
 """
 import os
 
@@ -10,6 +20,8 @@ import pytest
 from objstore.storages.pmem import pmemio
 from objstore.testing import pmem_faults, pmem_powerloss
 from objstore.testing.pmem_faults import SimulatedCrash
+from objstore.testing.pmem_recovered import check_recovered
+from objstore.testing.pmem_workload import PMemWorkload, crash_candidates
 
 
 def test_a_death_at_the_second_flush_stops_every_later_call(tmp_path):
@@ -111,3 +123,137 @@ def test_a_death_releases_a_lock_taken_beside_the_pool(tmp_path):
         os.close(other)
     assert os.readlink('/proc/self/fd/%d' % lock) == os.devnull
     os.close(lock)
+
+
+# -- PMemStorage killed at every call of its workload -------------------------
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+    """The short workload's log and steps, recorded once."""
+    directory = str(tmp_path_factory.mktemp('reference'))
+    with pmem_faults.PMemSeams(sync=False) as seams:
+        workload = PMemWorkload(directory, seams, short=True)
+        workload.run()
+    return seams.log, workload
+
+
+def call_number(reference, j):
+    """The seam call (from 1) that op ``j`` of the reference log was: the
+    workload's own planned death was a call that left no op."""
+    _log, workload = reference
+    death = [s for s in workload.steps if s.name == 'process death'][0]
+    return j + 1 + (j >= death.end)
+
+
+def test_the_workload_reaches_every_kind_of_commit(reference):
+    log, workload = reference
+    names = [step.name for step in workload.steps]
+    for name in STEP_KINDS + ['hold a snapshot', 'release the snapshot']:
+        assert name in names, name
+
+    def kinds(name):
+        return [op.kind for step in workload.steps if step.name == name
+                for op in log[step.start:step.end]]
+    assert 'truncate' in kinds('grow') and 'map' in kinds('grow')
+    assert 'truncate' in kinds('grow again')
+    assert kinds('first commit').count('flush') >= 2
+    assert kinds('create').count('flush') >= 2
+    assert all(op.path == workload.path for op in log if op.path)
+
+
+def test_the_storage_changes_its_file_only_through_the_seam(reference):
+    log, workload = reference
+    model = pmem_powerloss.PoolModel(os.path.dirname(workload.path))
+    for op in log:
+        model.apply(op)
+    with open(workload.path, 'rb') as f:
+        assert model.current() == {'data.pool': f.read()}
+
+
+def torn_at_half(op):
+    """How many bytes of write ``op`` reach the map when a death stops it
+    halfway, at an 8-byte boundary; None if it is too short to tear."""
+    cut = op.offset + len(op.data) // 2
+    cut += -cut % 8
+    return cut - op.offset if op.offset < cut < op.end else None
+
+
+def die_at(directory, nth, torn, reference_op):
+    """Run the workload, the process dying at its ``nth`` seam call (a
+    write ``torn``); return ``(workload, log, problem)``."""
+    with pmem_faults.PMemSeams(sync=False) as seams:
+        death = seams.crash(nth=nth, torn=torn)
+        workload = PMemWorkload(directory, seams, short=True)
+        try:
+            workload.run()
+        except SimulatedCrash:
+            pass
+    if seams.crashed_by is not death:
+        return workload, seams.log, 'the death at call %d never came' % nth
+    if not seams.crashed.same_call(reference_op):
+        return workload, seams.log, 'call %d was %r, in the reference run' \
+            ' %r' % (nth, seams.crashed, reference_op)
+    return workload, seams.log, None
+
+
+#: The steps of the short workload that call pmemio, by name (each test
+#: below kills the process at every seam call of every step of that
+#: name). Holding a snapshot and releasing it write nothing: the space a
+#: release frees is reused by the next commit, a 'change' step.
+STEP_KINDS = ['create', 'first commit', 'change', 'change while held',
+              'grow', 'abort', 'change after grow', 'unlink', 'pack',
+              'close', 'open', 'grow again', 'process death',
+              'recovering open']
+
+
+@pytest.mark.parametrize('name', STEP_KINDS)
+def test_death_at_every_call_of_each_step(reference, tmp_path, name):
+    """The process dies at each pmemio call of the step (a write also
+    halfway through); the file it leaves (every write it made, flushed
+    or not: the page cache outlives it) must open to the state before the
+    step or, for a commit, after it, and pass :func:`check_recovered`."""
+    log, ref = reference
+    failures = []
+    deaths = 0
+    for step in [s for s in ref.steps if s.name == name]:
+        for j in range(step.start, step.end):
+            op = log[j]
+            tears = [None]
+            if op.kind == 'write' and torn_at_half(op):
+                tears.append(torn_at_half(op))
+            for torn in tears:
+                deaths += 1
+                where = 'call %d %r%s in %r' % (
+                    j, op, ' torn after %d bytes' % torn if torn else '',
+                    step)
+                directory = str(tmp_path / ('death%d-%s' % (j, torn)))
+                workload, crash_log, problem = die_at(
+                    directory, call_number(reference, j), torn, op)
+                if problem is None:
+                    problem = same_as_the_log(workload, crash_log)
+                if problem is None:
+                    states, dirty = crash_candidates(workload.in_flight)
+                    oids = workload.oids | set(
+                        workload.in_flight.changes or ())
+                    problem = check_recovered(workload.path, states, oids,
+                                              dirty)
+                if problem:
+                    failures.append('%s: %s' % (where, problem))
+    assert deaths >= 2
+    assert not failures, '%d of %d deaths went wrong:\n%s' % (
+        len(failures), deaths, '\n'.join(failures[:10]))
+
+
+def same_as_the_log(workload, log):
+    """The dead process's file must be its log replayed whole."""
+    model = pmem_powerloss.PoolModel(os.path.dirname(workload.path))
+    for op in log:
+        model.apply(op)
+    try:
+        with open(workload.path, 'rb') as f:
+            content = f.read()
+    except FileNotFoundError:
+        content = None
+    if model.current().get('data.pool') != content:
+        return 'the file is not what the seam calls made of it'
+    return None

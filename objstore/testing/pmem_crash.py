@@ -93,8 +93,9 @@ def worker(path, seed, pool_size):
             if n >= until:
                 instance.release()
                 held.remove((instance, until))
-        if z64 not in serials:
-            chosen = list(range(OBJECTS + 1))
+        missing = [i for i in range(OBJECTS + 1) if p64(i) not in serials]
+        if missing:
+            chosen = missing + ([0] if 0 not in missing else [])
         elif rng.random() < 0.08:
             chosen = list(range(1, OBJECTS + 1))
         else:
@@ -249,8 +250,10 @@ class _Driver:
                 pending = None
         return pending
 
-    def check(self, path, pending, pool_size, read_only_first, result):
-        """Check the pool; adopt what it shows. Appends failures."""
+    def check(self, path, pending, opened, pool_size, read_only_first,
+              result):
+        """Check the pool; adopt what it shows. ``opened``: the worker
+        had marked the pool as open (said ``ready``). Appends failures."""
         before = self.state
         states = [before]
         if before is NOT_A_POOL:
@@ -260,9 +263,10 @@ class _Driver:
         try:
             if read_only_first and before is not NOT_A_POOL:
                 self._check_read_only(path, states)
-            # Every worker dies with the pool open (the first maybe while
-            # creating it).
-            dirty = None if before is NOT_A_POOL else True
+            # A worker that said it was ready had marked the pool open;
+            # one killed before may have, or not (the last check closed
+            # the pool cleanly).
+            dirty = True if opened else None
             shown, state = recover(path, states, self.oids, dirty,
                                    pool_size=pool_size)
         except RecoveryProblem as exc:
@@ -304,7 +308,9 @@ def run(directory, kills, seed=None, max_delay=0.3, pool_size=64 << 10,
         if result.failures:
             break
         pending = driver.absorb(lines, result)
-        driver.check(path, pending, pool_size, rng.random() < 0.3, result)
+        opened = any('ready' in message for message in lines)
+        driver.check(path, pending, opened, pool_size, rng.random() < 0.3,
+                     result)
         log('round %d: %d lines, %s, last tid %s' % (
             round_number + 1, len(lines),
             'killed committing' if pending else 'killed between commits',

@@ -70,11 +70,13 @@ def root_record(value, children=()):
 def value_of(data):
     """The ``value`` a :func:`node_record` or :func:`root_record` holds."""
     state = loads_record(data, persistent_load=lambda pid: pid)[1]
-    return state['data']['value'] if 'data' in state else state['value']
+    # A root the database made has no value.
+    return state['data'].get('value') if 'data' in state else state['value']
 
 
 def _value_of_object(obj):
-    return obj['value'] if isinstance(obj, PersistentMapping) else obj.value
+    return (obj.get('value') if isinstance(obj, PersistentMapping)
+            else obj.value)
 
 
 class _NotAPool:
@@ -259,6 +261,9 @@ def recover(path, candidates, oids, dirty=None, **options):
     """
     from objstore.storages.pmem import PMemStorage
     oids = set(oids) | {z64}
+    if NOT_A_POOL in candidates and EMPTY not in candidates:
+        # Opening a missing file creates a pool.
+        candidates = list(candidates) + [EMPTY]
     try:
         content = _read(path)
         try:

@@ -29,18 +29,21 @@ _AS_BEFORE = object()
 
 class Step:
     """One step: log ops ``[start, end)``; ``before`` and ``after`` the
-    states the pool may show before and after it (lists: after a process
-    death the transaction in flight may or may not have made it);
-    ``changes`` what its transaction changes (oid -> data or None), None
-    if it commits nothing; ``dirty``: whether the pool's flag says "not
-    closed" throughout the step (None: it changes during the step), and
-    ``dirty_after`` once it is done."""
+    states a power loss may leave before and after it (lists: after a
+    process death the transaction in flight may or may not have made it,
+    and until a later commit is durable a power loss may still undo
+    it); ``base`` the state the storage showed before it (None when no
+    process had the pool open); ``changes`` what its transaction changes
+    (oid -> data or None), None if it commits nothing; ``dirty``: whether
+    the pool's flag says "not closed" throughout the step (None: it
+    changes during the step), and ``dirty_after`` once it is done."""
 
-    def __init__(self, name, start, before, changes, dirty):
+    def __init__(self, name, start, before, base, changes, dirty):
         self.name = name
         self.start = start
         self.end = None
         self.before = before
+        self.base = base
         self.after = None
         self.changes = changes
         self.dirty = dirty
@@ -65,13 +68,17 @@ def candidates(steps, k):
 
 
 def crash_candidates(step):
-    """``(states, dirty)`` after a death inside ``step`` (not completed)."""
-    states = list(step.before)
+    """``(states, dirty)`` after a process death inside ``step`` (not
+    completed). The page cache keeps every write of the dead process, so
+    the pool shows what the storage showed before the step, or the
+    transaction in flight on top of it."""
+    if step.base is None:
+        return list(step.before), step.dirty
+    states = [step.base]
     if step.name == 'create':
         states.append(EMPTY)
     elif step.changes is not None:
-        states += [Pending(before, step.changes) for before in step.before
-                   if before is not NOT_A_POOL]
+        states.append(Pending(step.base, step.changes))
     return states, step.dirty
 
 
@@ -97,6 +104,7 @@ class PMemWorkload:
         self.steps = []
         self.in_flight = None
         self.states = [NOT_A_POOL]
+        self.seen = NOT_A_POOL
         self.dirty = None
         self.children = []
         self.oids = set()
@@ -104,17 +112,16 @@ class PMemWorkload:
 
     @property
     def state(self):
-        """The one state the pool shows now (after a process death, the
-        recovering open says which)."""
-        if len(self.states) != 1:
-            raise RuntimeError('the pool may show %r' % (self.states,))
-        return self.states[0]
+        """The state the storage shows now."""
+        if not isinstance(self.seen, PoolState):
+            raise RuntimeError('no storage shows the pool now')
+        return self.seen
 
     def step(self, name, action, changes=None, dirty=_AS_BEFORE):
         """Run ``action`` as step ``name``; ``dirty``: what the flag says
         throughout it (default: what it said before; None: it changes)."""
-        step = Step(name, self.seams.mark(), list(self.states), changes,
-                    self.dirty if dirty is _AS_BEFORE else dirty)
+        step = Step(name, self.seams.mark(), list(self.states), self.seen,
+                    changes, self.dirty if dirty is _AS_BEFORE else dirty)
         self.in_flight = step
         action()
         step.end = self.seams.mark()
@@ -130,21 +137,27 @@ class PMemWorkload:
         self.storage = PMemStorage(self.path, create=True,
                                    pool_size=self.pool_size)
         self.states = [EMPTY]
+        self.seen = EMPTY
         self.dirty = True
 
     def open(self):
         from objstore.storages.pmem import PMemStorage
         self.storage = PMemStorage(self.path)
-        if len(self.states) > 1:
+        if self.seen is None:
             # After a process death: the pool says whether the
-            # transaction in flight made it.
+            # transaction in flight made it. Until a later commit is
+            # durable, a power loss may still take it back (it was never
+            # acknowledged), so both stay possible.
             last = self.storage.lastTransaction()
-            known = [s for s in self.states if isinstance(s, PoolState)
+            resolved = [s.resolve(last) if isinstance(s, Pending) else s
+                        for s in self.states]
+            known = [s for s in resolved if isinstance(s, PoolState)
                      and s.last == last]
             if len(known) != 1:
                 raise RuntimeError('after the death the pool shows tid %s,'
                                    ' none of %r' % (last.hex(), self.states))
-            self.states = known
+            self.seen = known[0]
+            self.states = [s for s in resolved if isinstance(s, PoolState)]
         self.dirty = True
 
     def close(self):
@@ -160,7 +173,8 @@ class PMemWorkload:
                             else z64, data) for oid, data in changes.items()}
         tid = commit(self.storage, stores,
                      description='workload %d' % len(self.steps))
-        self.states = [state.committed(tid, changes)]
+        self.seen = state.committed(tid, changes)
+        self.states = [self.seen]
         self.oids.update(changes)
         return tid
 
@@ -223,21 +237,20 @@ class PMemWorkload:
     def pack(self, gone):
         self.storage.pack(time.time() + 1, references)
         last = self.storage.lastTransaction()
-        self.states = [self.state.committed(last, gone)
-                       if last != self.state.last else
-                       PoolState(last, {oid: rev for oid, rev
-                                        in self.state.objects.items()
-                                        if oid not in gone})]
+        self.seen = (self.state.committed(last, gone)
+                     if last != self.state.last else
+                     PoolState(last, {oid: rev for oid, rev
+                                      in self.state.objects.items()
+                                      if oid not in gone}))
+        self.states = [self.seen]
 
-    def die_at_commit_point(self):
-        """The process dies at the flush that would make a commit durable
-        (its new root is in the map, not flushed)."""
+    def die_at_commit_point(self, changes):
+        """The process dies at the flush that would make the commit of
+        ``changes`` durable (its new root is in the map, not flushed)."""
         from objstore.storages.pmem import format as pmem_format
         death = self.seams.crash(
             kind='flush', match=lambda op: pmem_format.SLOT_OFFSETS[0]
             <= op.offset < pmem_format.HEADER_SIZE)
-        oid = self.children[0]
-        changes = {oid: node_record('dies at the commit point', 500)}
         before = self.state
         try:
             self.commit(changes)
@@ -248,6 +261,7 @@ class PMemWorkload:
             raise RuntimeError('the planned death did not happen')
         self.seams.restart()
         self.storage = None
+        self.seen = None
         self.states = [before, Pending(before, changes)]
 
     def run(self):
@@ -271,11 +285,14 @@ class PMemWorkload:
             self.change()
         self.step('close', self.close, dirty=None)
         self.step('open', self.open, dirty=None)
-        self.new_children('grow again', 2, 30000)
+        self.new_children('grow again', 3, 40000)
         for _ in range(few):
             self.change()
         if self.death:
-            self.step('process death', self.die_at_commit_point)
+            changes = {self.children[0]: node_record(
+                'dies at the commit point', 500)}
+            self.step('process death',
+                      lambda: self.die_at_commit_point(changes), changes)
             self.step('recovering open', self.open, dirty=True)
             for _ in range(few):
                 self.change()
