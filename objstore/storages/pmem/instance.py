@@ -33,6 +33,18 @@ def _reader(name):
     return method
 
 
+class _Released:
+    """The snapshot of a released instance: every read refuses."""
+
+    def __init__(self, instance):
+        self.tid = instance._snapshot.tid
+        self._name = instance._storage.getName()
+
+    def load(self, oid):
+        raise errors.StorageClosedError(
+            'this instance of %s was released' % self._name)
+
+
 @implementer(interfaces.IMVCCStorage, interfaces.ReadVerifyingStorage,
              interfaces.IExternalGC)
 class PMemInstance:
@@ -45,8 +57,6 @@ class PMemInstance:
         self._storage = storage
         self._snapshot = snapshot
         self._historical = historical
-        # The snapshot's own method: a load costs no extra call.
-        self.load = snapshot.load
 
     def __repr__(self):
         return '<PMemInstance of %s at %s>' % (
@@ -59,16 +69,15 @@ class PMemInstance:
 
     def poll_invalidations(self):
         """Move to the newest commit; return the oids other instances (or
-        processes) changed since the last poll. A historical instance
-        never moves: always an empty set."""
+        processes) changed since the last poll, a list (ZODB's connection
+        hands it to its cache as is). A historical instance never moves:
+        always empty."""
         if self._released:
             raise errors.StorageClosedError(
                 'this instance of %s was released' % self._storage.getName())
         if self._historical:
-            return set()
-        changed = self._storage._repin(self)
-        self.load = self._snapshot.load
-        return changed
+            return []
+        return self._storage._repin(self)
 
     def sync(self, force=True):
         """Let a read-only process see the writer's newest root at the
@@ -81,14 +90,14 @@ class PMemInstance:
         if self._released:
             return
         self._released = True
-        self.load = self._load_released
-        self._storage._unpin(self._snapshot)
+        snapshot, self._snapshot = self._snapshot, _Released(self)
+        self._storage._unpin(snapshot)
 
     close = release
 
-    def _load_released(self, oid):
-        raise errors.StorageClosedError(
-            'this instance of %s was released' % self._storage.getName())
+    def load(self, oid):
+        """``(data, tid)`` of ``oid`` in this instance's snapshot."""
+        return self._snapshot.load(oid)
 
     def loadBefore(self, oid, tid):  # ZODB's protocol name
         """As the storage's, seen from this snapshot (``tid`` at most just

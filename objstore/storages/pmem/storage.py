@@ -120,7 +120,7 @@ class PMemStorage(Committing, BaseStorage):
     the newest commit. ``loadBefore``, ``loadSerial``, ``history`` and
     ``db.open(at=...)`` answer inside the window; a moment before it
     raises ``HistoryUnavailable``. No undo. ``pack`` (or
-    :meth:`collect_garbage`) deletes every object not reachable from the
+    ``collect_garbage()``) deletes every object not reachable from the
     root; transaction metadata (user, description) is kept only in memory
     for commits inside the window.
 
@@ -135,10 +135,17 @@ class PMemStorage(Committing, BaseStorage):
     to the file; on a DAX file system that is persistent memory,
     elsewhere the file system's durability after msync.
 
+    The window in practice: every connection of a ``DB`` pins the
+    snapshot of its current (or, in the DB's pool of closed connections,
+    its last) transaction, so space superseded after the oldest of those
+    is kept until that connection starts another transaction.
+
     Processes: one writer process (``StorageLockedError`` for another);
     read-only processes may open the pool meanwhile and see new commits
-    at each poll (see :mod:`.readers`). A read-only process can show only
-    its newest snapshot as a past moment (it does not see every commit).
+    at each poll; the writer keeps what their snapshots read (see
+    ``objstore.storages.pmem.readers``). A read-only process can show
+    only its newest snapshot as a past moment (it does not see every
+    commit).
     """
 
     def __init__(self, path, pool_size=DEFAULT_POOL_SIZE, create=False,
@@ -284,8 +291,9 @@ class PMemStorage(Committing, BaseStorage):
             current = self._window.current
             old = instance._snapshot
             if current is old:
-                return set()
-            changed = self._window.changes(old.tid, current.tid, instance)
+                return []
+            changed = list(self._window.changes(
+                old.tid, current.tid, instance))
             self._window.pin(current)
             self._window.unpin(old)
             instance._snapshot = current
@@ -446,6 +454,26 @@ class PMemStorage(Committing, BaseStorage):
                 seen.add(offset)
                 out.append((offset, snapshot))
         return out
+
+    # -- no undo (ZODB's tools ask for these) --------------------------------
+
+    def supportsUndo(self):
+        return False
+
+    def undoLog(self, first=0, last=-20, filter=None):
+        """Always empty: without history nothing can be undone."""
+        self._check_open()
+        return []
+
+    def undoInfo(self, first=0, last=-20, specification=None):
+        self._check_open()
+        return []
+
+    def undo(self, transaction_id, transaction):
+        """UndoError: a pmem pool keeps no history to undo to."""
+        self._check_writable()
+        raise errors.UndoError('%s keeps no history, so it cannot undo'
+                               % self._path)
 
     # -- pack, iteration ---------------------------------------------------------
 
