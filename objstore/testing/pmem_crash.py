@@ -32,7 +32,7 @@ from objstore.storages.base import p64, z64
 from objstore.testing.helpers import commit
 from objstore.testing.pmem_recovered import (
     EMPTY, NOT_A_POOL, Pending, PoolState, RecoveryProblem, describe,
-    matching, node_record, read_state, recover, root_record)
+    matching, node_record, read_state, recover, root_record, unreachable)
 
 #: How many objects the worker changes (besides the root, oid 0).
 OBJECTS = 8
@@ -200,19 +200,6 @@ def _one_round(path, seed, pool_size, rng, max_delay, result):
     return lines
 
 
-def _reachable(state):
-    """``state`` without the objects its root does not reach."""
-    objects = state.objects
-    seen = {z64} if z64 in objects else set()
-    todo = list(seen)
-    while todo:
-        for oid in references(objects[todo.pop()][0]):
-            if oid in objects and oid not in seen:
-                seen.add(oid)
-                todo.append(oid)
-    return {oid: None for oid in objects if oid not in seen}
-
-
 class _Driver:
     """The driver's model: the acknowledged state and every oid seen."""
 
@@ -237,7 +224,7 @@ class _Driver:
                 intents[message['intent']] = pending = changes
             elif 'pack' in message:
                 result.packs += 1
-                intents[message['pack']] = pending = _reachable(self.state)
+                intents[message['pack']] = pending = unreachable(self.state)
             elif 'done' in message:
                 tid = bytes.fromhex(message['tid'])
                 changes = intents.pop(message['done'])

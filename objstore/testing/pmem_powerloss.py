@@ -112,7 +112,8 @@ class PoolFile:
                 kept.append(_Piece(piece.seq, piece.offset,
                                    piece.data[:a - piece.offset]))
             if b < piece.end:
-                kept.append(_Piece(piece.seq, b, piece.data[b - piece.offset:]))
+                kept.append(_Piece(piece.seq, b,
+                                   piece.data[b - piece.offset:]))
         self.pending = kept
 
     def fsync(self):

@@ -20,12 +20,13 @@ import transaction
 from persistent.mapping import PersistentMapping
 
 from objstore import errors
-from objstore.serialize import dumps_record, loads_record
+from objstore.serialize import dumps_record, loads_record, references
 from objstore.storages.base import u64, z64
 from objstore.testing.helpers import commit
 
 __all__ = ['Node', 'node_record', 'root_record', 'value_of', 'PoolState',
-           'Pending', 'NOT_A_POOL', 'EMPTY', 'read_state', 'matching',
+           'Pending', 'NOT_A_POOL', 'EMPTY', 'unreachable', 'read_state',
+           'matching',
            'describe', 'RecoveryProblem', 'recover', 'check_recovered']
 
 
@@ -146,6 +147,20 @@ class Pending:
     def __repr__(self):
         return '<Pending %d changes after %r>' % (len(self.changes),
                                                   self.before)
+
+
+def unreachable(state):
+    """``{oid: None}`` for the objects of ``state`` its root (oid 0) does
+    not reach through the records' references: what a pack deletes."""
+    objects = state.objects
+    seen = {z64} if z64 in objects else set()
+    todo = list(seen)
+    while todo:
+        for oid in references(objects[todo.pop()][0]):
+            if oid in objects and oid not in seen:
+                seen.add(oid)
+                todo.append(oid)
+    return {oid: None for oid in objects if oid not in seen}
 
 
 def read_state(storage, oids):

@@ -20,7 +20,8 @@ from objstore.storages.base import z64
 from objstore.testing.faults import SimulatedCrash
 from objstore.testing.helpers import commit, make_txn
 from objstore.testing.pmem_recovered import (
-    EMPTY, NOT_A_POOL, Pending, PoolState, node_record, root_record)
+    EMPTY, NOT_A_POOL, Pending, PoolState, node_record, root_record,
+    unreachable)
 
 __all__ = ['Step', 'PMemWorkload', 'candidates', 'crash_candidates']
 
@@ -221,19 +222,6 @@ class PMemWorkload:
         self.storage.tpc_vote(txn)
         self.storage.tpc_abort(txn)
 
-    def unreachable(self):
-        """The objects the root does not reach, by the records' refs."""
-        objects = self.state.objects
-        seen = {z64}
-        todo = [z64]
-        while todo:
-            data = objects[todo.pop()][0]
-            for oid in references(data):
-                if oid in objects and oid not in seen:
-                    seen.add(oid)
-                    todo.append(oid)
-        return {oid: None for oid in objects if oid not in seen}
-
     def pack(self, gone):
         self.storage.pack(time.time() + 1, references)
         last = self.storage.lastTransaction()
@@ -279,7 +267,7 @@ class PMemWorkload:
         self.change('change after grow', 4)
         self.children[:2] = []
         self.plan('unlink', self.root_changes('unlinked'))
-        gone = self.unreachable()
+        gone = unreachable(self.state)
         self.step('pack', lambda: self.pack(gone), gone)
         for _ in range(few):
             self.change()
