@@ -1,7 +1,7 @@
 """objstore's PostgreSQLStorage against RelStorage: zodbshootout's phases.
 
 ``python -m bench postgresql [--quick] [--procs 1,4] [--sizes N] [--repeat K]
-[--json FILE] [--calibrate] [--profile DIR] [--server DSN]``
+[--rounds R] [--json FILE] [--calibrate] [--profile DIR] [--server DSN]``
 
 Sides: objstore's ``DB`` on ``PostgreSQLStorage(dsn, keep_history=True)``
 against ZODB's ``DB`` on RelStorage (history-preserving, psycopg2, default
@@ -16,8 +16,10 @@ each took. The phases, as zodbshootout defines them:
 
 * add: one transaction adds ``N`` new objects to the mapping, commits;
 * update: same connection, caches kept, changes every object, commits;
-* warm: a new storage and DB (as a new process: nothing of the objects in
-  any cache of this process), open a connection, read every object;
+* warm: a new storage and DB, open a connection, read every object
+  (zodbshootout starts a new process; a new storage object in the same
+  process comes to the same here: both sides keep their caches in the
+  storage object, and neither has a persistent or shared cache);
 * cold: ghost the connection's objects and clear the storage's caches,
   read every object again;
 * hot: ghost the objects only (storage caches kept), read them again;
@@ -587,8 +589,10 @@ class Run:
                               % (side, procs, '' if procs == 1 else 'es',
                                  commits, retries))
         for side in sorted(self.uncleared):
-            self.notes.append('%s: the storage has no clear_cache(); the cold'
-                              ' phase cleared only the pickle cache' % side)
+            self.notes.append('%s: the storage has no clear_cache(), so the '
+                              'cold phase emptied the pickle cache only (the '
+                              'same as hot unless the storage caches objects '
+                              'itself)' % side)
 
     def error(self, side, row, message):
         self.log('ERROR %s %s: %s' % (side, row, message))
@@ -689,7 +693,7 @@ def format_report(report):
         'zodbshootout\'s phases; each process works on its own %s objects '
         '(~300-byte records in a PersistentMapping), the processes start each'
         ' phase together; a time is the mean over the processes of each '
-        'one\'s median of %d rounds; the conflicts row shows all processes\''
+        'one\'s median of %d round(s); the conflicts row shows all processes\''
         ' transactions per second (%d transactions each). repetitions: %d '
         '(the side that goes first '
         'alternates); values are medians over them, ratio = median of the '
