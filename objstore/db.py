@@ -333,6 +333,14 @@ class DB:
     def invalidate(self, tid, oids):
         """Storages that call this are polled anyway; nothing to do here."""
 
+    # ZODB's storages (RelStorage among them) ask their wrapper for these
+    # in registerDB: hooks for wrappers that compress or encrypt records.
+    # Records stay as they are.
+    def transform_record_data(self, data):
+        return data
+
+    untransform_record_data = transform_record_data
+
     # -- undo -------------------------------------------------------------
 
     def supportsUndo(self):

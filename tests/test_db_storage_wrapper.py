@@ -109,6 +109,29 @@ def test_db_references_are_the_record_references():
         db.close()
 
 
+class TransformingMVCCStorage(MVCCMappingStorage):
+    """Asks its wrapper for the record transforms in registerDB, as
+    RelStorage does."""
+
+    def registerDB(self, wrapper):
+        self.transform = wrapper.transform_record_data
+        self.untransform = wrapper.untransform_record_data
+
+
+def test_record_transforms_are_the_identity_for_storages_that_ask():
+    storage = TransformingMVCCStorage()
+    db = DB(storage)
+    try:
+        assert storage.transform(b'record') == b'record'
+        assert storage.untransform(b'record') == b'record'
+        with db.transaction() as connection:
+            connection.root()['x'] = 1
+        with db.transaction() as connection:
+            assert connection.root()['x'] == 1
+    finally:
+        db.close()
+
+
 class CountingMVCCStorage(MVCCMappingStorage):
     """ZODB's MVCC test storage, counting polls and releases of its
     instances."""
