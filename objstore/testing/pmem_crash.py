@@ -13,7 +13,10 @@ it opens and recovers the pool), then checks with
 transaction is there, nothing partial is, the one in flight is there
 whole or not at all, the pool commits and opens through ``objstore.DB``.
 The next worker goes on with the same pool, so recovery runs again and
-again. Exit status 1 on any failure.
+again. With ``readers`` (``--readers``), a read-only storage of the
+driver's process now and then holds a snapshot across a few rounds and
+must read it unchanged after each kill and each check. Exit status 1 on
+any failure.
 """
 import argparse
 import json
@@ -131,14 +134,15 @@ class Result:
         self.transactions = 0
         self.unreported = 0
         self.packs = 0
+        self.readers = 0
         self.seconds = 0.0
 
     def summary(self):
         return ('%d kills (%d aimed at the open), %d transactions reported'
                 ' (%d more found complete but unreported), %d packs started,'
-                ' %.1f s: %s' % (
+                ' %d snapshots held across kills, %.1f s: %s' % (
                     self.kills, self.while_opening, self.transactions,
-                    self.unreported, self.packs, self.seconds,
+                    self.unreported, self.packs, self.readers, self.seconds,
                     'OK' if not self.failures else
                     '%d FAILURES' % len(self.failures)))
 
@@ -277,10 +281,49 @@ class _Driver:
             storage.close()
 
 
+class _Reader:
+    """A read-only storage of the driver's process holding one snapshot
+    across the next rounds: whatever the writers (killed or not) do, the
+    snapshot must read the same, since the writers keep what a reader's
+    snapshot reaches."""
+
+    def __init__(self, path, state, oids, rounds):
+        from objstore.storages.pmem import PMemStorage
+        self.storage = PMemStorage(path, read_only=True)
+        self.instance = self.storage.new_instance()
+        self.instance.poll_invalidations()
+        self.oids = set(oids)
+        self.state = read_state(self.instance, self.oids, fresh=False)
+        self.rounds = rounds
+        if self.state != state:
+            self.close()
+            raise RecoveryProblem('a new reader shows %s' % describe(
+                self.state, [state]))
+
+    def check(self, when):
+        try:
+            found = read_state(self.instance, self.oids, fresh=False)
+        except errors.ObjstoreError as exc:
+            raise RecoveryProblem('a reader held a snapshot over %s; %s'
+                                  ' reading it raised %r'
+                                  % (self.state, when, exc))
+        if found != self.state:
+            raise RecoveryProblem(
+                'a reader held a snapshot over %s; %s it reads %s'
+                % (self.state, when, describe(found, [self.state])))
+
+    def close(self):
+        self.instance.release()
+        self.storage.close()
+
+
 def run(directory, kills, seed=None, max_delay=0.3, pool_size=64 << 10,
-        log=None):
+        log=None, readers=0.0):
     """Kill a committing worker ``kills`` times on one pool in
-    ``directory``; return a :class:`Result`."""
+    ``directory``; return a :class:`Result`. With ``readers`` (a
+    chance per round), a read-only storage of this process holds a
+    snapshot across a few rounds, and must read it unchanged after each
+    kill and each check."""
     if seed is None:
         seed = random.randrange(1 << 30)
     log = log or (lambda text: None)
@@ -288,22 +331,49 @@ def run(directory, kills, seed=None, max_delay=0.3, pool_size=64 << 10,
     path = os.path.join(directory, 'crash.pool')
     result = Result()
     driver = _Driver()
+    reader = None
     started = time.monotonic()
-    for round_number in range(kills):
-        lines = _one_round(path, seed + round_number, pool_size, rng,
-                           max_delay, result)
-        if result.failures:
-            break
-        pending = driver.absorb(lines, result)
-        opened = any('ready' in message for message in lines)
-        driver.check(path, pending, opened, pool_size, rng.random() < 0.3,
-                     result)
-        log('round %d: %d lines, %s, last tid %s' % (
-            round_number + 1, len(lines),
-            'killed committing' if pending else 'killed between commits',
-            getattr(driver.state, 'last', z64).hex()))
-        if result.failures:
-            break
+    try:
+        for round_number in range(kills):
+            lines = _one_round(path, seed + round_number, pool_size, rng,
+                               max_delay, result)
+            if result.failures:
+                break
+            pending = driver.absorb(lines, result)
+            opened = any('ready' in message for message in lines)
+            try:
+                if reader is not None:
+                    reader.check('after the kill')
+            except RecoveryProblem as exc:
+                result.failures.append(str(exc))
+                break
+            driver.check(path, pending, opened, pool_size,
+                         rng.random() < 0.3, result)
+            try:
+                if reader is not None:
+                    reader.check('after the check of the pool')
+                    reader.rounds -= 1
+                    if not reader.rounds:
+                        reader.close()
+                        reader = None
+                if reader is None and not result.failures \
+                        and rng.random() < readers:
+                    reader = _Reader(path, driver.state, driver.oids,
+                                     rng.randint(1, 3))
+                    result.readers += 1
+            except RecoveryProblem as exc:
+                result.failures.append(str(exc))
+            log('round %d: %d lines, %s, last tid %s%s' % (
+                round_number + 1, len(lines),
+                'killed committing' if pending else 'killed between commits',
+                getattr(driver.state, 'last', z64).hex(),
+                ', a reader holds %s' % reader.state.last.hex()
+                if reader is not None else ''))
+            if result.failures:
+                break
+    finally:
+        if reader is not None:
+            reader.close()
     result.seconds = time.monotonic() - started
     if result.failures:
         result.failures.insert(0, 'seed %d, pool %s' % (seed, path))
@@ -320,6 +390,9 @@ def main(argv=None):
     parser.add_argument('--max-delay', type=float, default=0.3,
                         help='longest time a worker runs before the kill (s)')
     parser.add_argument('--pool-size', type=int, default=64 << 10)
+    parser.add_argument('--readers', type=float, default=0.0,
+                        help='chance per round that a read-only storage'
+                        ' starts holding a snapshot across the next kills')
     parser.add_argument('--dir', default=None,
                         help='where to keep the pool (default: a temporary'
                         ' directory, kept only on failure)')
@@ -333,11 +406,11 @@ def main(argv=None):
     if args.dir:
         os.makedirs(args.dir, exist_ok=True)
         result = run(args.dir, args.kills, args.seed, args.max_delay,
-                     args.pool_size, log)
+                     args.pool_size, log, args.readers)
     else:
         with tempfile.TemporaryDirectory(prefix='objstore-pmem-crash-') as tmp:
             result = run(tmp, args.kills, args.seed, args.max_delay,
-                         args.pool_size, log)
+                         args.pool_size, log, args.readers)
             if result.failures:
                 keep = tempfile.mkdtemp(prefix='objstore-pmem-crash-failed-')
                 for name in os.listdir(tmp):

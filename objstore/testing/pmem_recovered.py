@@ -163,11 +163,13 @@ def unreachable(state):
     return {oid: None for oid in objects if oid not in seen}
 
 
-def read_state(storage, oids):
+def read_state(storage, oids, fresh=True):
     """``PoolState`` of ``storage`` as far as ``oids`` go (others are not
     looked at): its ``lastTransaction`` and each oid's current record,
-    read through a fresh instance when the storage is MVCC."""
-    new_instance = getattr(storage, 'new_instance', None)
+    read through a fresh instance when the storage is MVCC (unless
+    ``fresh`` is false: then ``storage`` is an instance whose snapshot
+    is read as it is)."""
+    new_instance = getattr(storage, 'new_instance', None) if fresh else None
     reader = new_instance() if new_instance is not None else storage
     try:
         if reader is not storage:
