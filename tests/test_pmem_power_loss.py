@@ -15,7 +15,7 @@ whose creation was cut may be refused as not a pool), read right, take
 a commit and open through ``objstore.DB``.
 
 ``OBJSTORE_POWER_LOSS_REPLAYS`` sets how many random images to check for
-each mode ``OBJSTORE_POWER_LOSS_MODE`` names and each unit (default 60
+each mode ``OBJSTORE_POWER_LOSS_MODE`` names and each unit (default 100
 for each of ``prefix,reorder`` and 8, 4096 bytes; a long run: 2000).
 """
 import os
@@ -29,7 +29,7 @@ from objstore.testing import pmem_faults, pmem_powerloss
 from objstore.testing.pmem_recovered import check_recovered
 from objstore.testing.pmem_workload import PMemWorkload, candidates
 
-REPLAYS = int(os.environ.get('OBJSTORE_POWER_LOSS_REPLAYS', '60'))
+REPLAYS = int(os.environ.get('OBJSTORE_POWER_LOSS_REPLAYS', '100'))
 MODES = os.environ.get('OBJSTORE_POWER_LOSS_MODE',
                        'prefix,reorder').split(',')
 UNITS = [pmem_powerloss.PMEM_UNIT, pmem_powerloss.PAGE_UNIT]
