@@ -278,7 +278,8 @@ def test_unknown_scheme_lists_the_known_ones():
         _uri().open_storage('mysql://db/x')
     message = str(info.value)
     assert "unknown storage scheme 'mysql'" in message
-    assert 'file, memory, zodb+file' in message
+    # Sorted, and every storage this package registers is named.
+    assert 'file, memory, pmem, postgresql, zodb+file' in message
     assert 'objstore.storages' in message
 
 
