@@ -377,6 +377,14 @@ def test_pack_without_gc_keeps_unreachable_objects(storage):
     assert storage.lastTransaction() == t2
 
 
+def test_pack_keeps_the_files_permission_bits(storage, path):
+    os.chmod(path, 0o600)
+    lost, _ = new_object(storage, 'lost')
+    set_value(storage, lost, 'lost2')
+    storage.pack(storage_time(storage) + 1, references)
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o600)
+
+
 def test_pack_uses_the_referencesf_it_is_given(storage):
     a = storage.new_oid()
     commit(storage, {z64: (z64, record('root')), a: (z64, record('a'))})

@@ -26,6 +26,7 @@ Reader processes notice the new file (another inode) at their next sync
 and reopen it.
 """
 import os
+import stat
 
 from objstore.storages.base import time_tid, z64
 from objstore.storages.file import format as fmt
@@ -57,7 +58,9 @@ def pack(storage, t, referencesf, gc=True):
             reachable = _reachable(storage, current, deleted, later,
                                    referencesf)
         new_path = path + '.pack'
-        nfd = fsio.open(new_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        # The copy replaces the file: it keeps the file's permission bits.
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        nfd = fsio.open(new_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode)
         try:
             file_id = os.urandom(8)
             index, pos, max_oid = _copy(fd, nfd, end, pack_tid, file_id,
