@@ -22,6 +22,7 @@ class FreeSpace:
         self._starts = []           # sorted extent offsets
         self._length = {}           # offset -> length
         self._by_size = []          # sorted (length, offset)
+        self._total = 0
         for offset, length in extents:
             self.free(offset, length)
 
@@ -30,7 +31,7 @@ class FreeSpace:
 
     def total(self):
         """Free bytes."""
-        return sum(self._length.values())
+        return self._total
 
     def extents(self):
         """The free extents, sorted by offset."""
@@ -86,6 +87,7 @@ class FreeSpace:
         return True
 
     def _add(self, offset, length):
+        self._total += length
         bisect.insort(self._starts, offset)
         self._length[offset] = length
         bisect.insort(self._by_size, (length, offset))
@@ -97,7 +99,7 @@ class FreeSpace:
 
     def _drop_start(self, offset):
         del self._starts[bisect.bisect_left(self._starts, offset)]
-        del self._length[offset]
+        self._total -= self._length.pop(offset)
 
 
 class Pending:

@@ -20,6 +20,32 @@ _MAX_RECORD = 2 ** 32 - 1 - fmt.RECORD_HEAD
 REMOVE = object()
 
 
+class _Chunk:
+    """Hands out consecutive offsets of one reserved piece, then falls back
+    on the storage's allocator; :meth:`done` gives back the unused tail."""
+
+    def __init__(self, storage, offset, length):
+        self._storage = storage
+        self._start = self._next = offset
+        self._end = None if offset is None else offset + length
+
+    def __call__(self, size):
+        if self._end is not None and self._next + size <= self._end:
+            offset, self._next = self._next, self._next + size
+            return offset
+        return self._storage._alloc(size)
+
+    def done(self):
+        if self._end is None:
+            return
+        storage = self._storage
+        storage._allocated.remove((self._start, self._end - self._start))
+        if self._next > self._start:
+            storage._allocated.append((self._start, self._next - self._start))
+        if self._end > self._next:
+            storage._free.free(self._next, self._end - self._next)
+
+
 class Committing:
     """Two-phase commit hooks and writes of :class:`.storage.PMemStorage`."""
 
@@ -101,8 +127,7 @@ class Committing:
         flush them. PoolFullError (with ``grow=False``) happens here."""
         current = self._window.current
         pool = self._pool
-        tid = self._tid
-        changes, superseded, written = {}, [], []
+        records, changes, superseded = [], {}, []
         count = current.count
         for oid, data in self._tdata.items():
             n = u64(oid)
@@ -120,22 +145,44 @@ class Committing:
                     changes[n] = 0
                 continue
             count += (data is not None) - live
-            record = fmt.pack_record(oid, tid, data)
-            offset = self._alloc(fmt.aligned(len(record)))
+            records.append((n, fmt.pack_record(oid, self._tid, data)))
+            changes[n] = 0
+        # One piece of free space for the whole transaction when there is
+        # one, so that V3 flushes one range.
+        alloc = self._chunk(
+            sum(fmt.aligned(len(record)) for _, record in records)
+            + table.new_nodes_bound(current.height, changes) * fmt.NODE_SIZE)
+        written = []
+        for n, record in records:
+            offset = alloc(fmt.aligned(len(record)))
             pool.write(offset, record)                          # V2
             written.append((offset, len(record)))
             changes[n] = offset
         root, height, nodes, replaced, leaves = table.update(
             self._path, pool.map, current.table, current.height,
-            current.size, changes, lambda: self._alloc(fmt.NODE_SIZE))
+            current.size, changes, lambda: alloc(fmt.NODE_SIZE))
         for offset, node in nodes:
             pool.write(offset, node)                            # V2
             written.append((offset, fmt.NODE_SIZE))
+        alloc.done()
         if written:
             pool.flush_ranges(written)                          # V3
         superseded.extend((offset, fmt.NODE_SIZE) for offset in replaced)
         self._voted = (root, height, leaves, superseded, count)
         return list(self._resolved)
+
+    def _chunk(self, total):
+        """An allocator for this transaction's writes: from one free piece
+        of ``total`` bytes (growing the pool for it when the free space is
+        too small altogether), else piece by piece."""
+        offset = self._free.alloc(total) if total else None
+        if offset is None and total and self._free.total() < total:
+            if self._grow_ok:
+                self._grow(total)
+                offset = self._free.alloc(total)
+        if offset is not None:
+            self._allocated.append((offset, total))
+        return _Chunk(self, offset, total)
 
     def _alloc(self, size, may_grow=True):
         """The offset of ``size`` free bytes, growing the pool if needed

@@ -34,7 +34,7 @@ def open_writer(storage, pool_size, create):
     except OSError:
         storage._readers = None
     _keep_readers_snapshots(storage, root)
-    storage._pool.set_flag(clean=False)        # O1
+    storage._pool.set_dirty()                  # O1
     return root
 
 def _free_space(storage, root, clean):
@@ -66,7 +66,8 @@ def _keep_readers_snapshots(storage, root):
         old = fmt.Root(0, tid, 0, table_offset, height, root.size, 0)
         try:
             extents = recovery.exclusive_extents(
-                storage._path, storage._pool.map, old, root, storage._pool.size)
+                storage._path, storage._pool.map, old, root,
+            storage._pool.size)
         except errors.CorruptionError:
             logger.warning('%s: a reader slot names a snapshot that is'
                            ' no longer intact; ignored', storage._path)
@@ -74,39 +75,35 @@ def _keep_readers_snapshots(storage, root):
         kept = [e for e in extents if storage._free.carve(*e)]
         storage._pending.add(p64(u64(tid) + 1), kept)
 
+
 def open_reader(storage):
     storage._pool, root, clean = PoolFile.open(storage._path, True)
     storage.clean_shutdown = clean
     try:
         storage._readers = ReaderSlots(storage._path)
-        storage._reader_slot = storage._readers.claim()
     except OSError:
         storage._readers = None
-    if storage._reader_slot is None:
-        logger.warning('%s: no reader slot (the side file %s.readers'
-                       ' cannot be written, or is full): a writer may'
-                       ' free what this process reads', storage._path,
-                       storage._path)
-        return root
-    while True:
-        storage._readers.publish(storage._reader_slot, root.tid, root.table,
-                              root.height)
-        again = storage._pool.read_root()
-        if (again.tid, again.table) == (root.tid, root.table):
-            storage._published = again.tid
-            return again
-        root = again
+        logger.warning('%s: the side file %s.readers cannot be written: a'
+                       ' writer may free what this process reads',
+                       storage._path, storage._path)
+    return storage._pin_root(root)
+
 
 def close_clean(storage):
+    """X1-X3. The list also holds the space still pending (read-only
+    processes' snapshots may read it: the next writer carves those out
+    again), so the list itself goes where nothing reads."""
     free = storage._free
-    for extent in storage._pending.extents():
-        free.free(*extent)
+    pending = storage._pending.extents()
     # The list's own extent is not in it: allocate it first (at most
-    # one entry more than now), then list what is still free.
-    length = fmt.FREE_HEAD.size + (len(free) + 1) * fmt.EXTENT.size
+    # one entry more than there are now), then list what is free.
+    length = fmt.FREE_HEAD.size + (
+        len(free) + len(pending) + 1) * fmt.EXTENT.size
     offset = storage._alloc(fmt.aligned(length), may_grow=False)
     if offset is None:
         return
+    for extent in pending:
+        free.free(*extent)
     listed = fmt.pack_free_list(free.extents())
     storage._pool.write(offset, listed)                        # X1
     storage._pool.flush_ranges([(offset, len(listed))])
@@ -115,4 +112,4 @@ def close_clean(storage):
         max_oid=storage._oid,
         free_offset=offset, free_length=len(listed))
     storage._pool.write_root(storage._root)                       # X2
-    storage._pool.set_flag(clean=True)                         # X3
+    storage._pool.set_clean()                         # X3

@@ -100,11 +100,21 @@ class PoolFile:
 
     # -- writing ------------------------------------------------------------
 
-    def set_flag(self, clean):
-        """O1 (DIRTY) or X3 (CLEAN): write the flag and flush it."""
-        value = fmt.CLEAN if clean else fmt.DIRTY
-        pmemio.write(self.map, fmt.FLAG_OFFSET, fmt.ENTRY.pack(value))
+    def set_clean(self):
+        """X3: write the CLEAN flag and flush it."""
+        pmemio.write(self.map, fmt.FLAG_OFFSET, fmt.ENTRY.pack(fmt.CLEAN))
         pmemio.flush(self.map, fmt.FLAG_OFFSET, 8)
+
+    def set_dirty(self):
+        """O1: write the DIRTY flag and flush the whole header with it.
+
+        The root slots are flushed too: a process that died between a
+        root write (F1) and its flush (F2) left a root that this open
+        adopts, and it must be durable before anything the older root
+        reaches is reused.
+        """
+        pmemio.write(self.map, fmt.FLAG_OFFSET, fmt.ENTRY.pack(fmt.DIRTY))
+        pmemio.flush(self.map, 0, fmt.HEADER_SIZE)
 
     def grow(self, size):
         """V1: make the file ``size`` bytes (durably) and map all of it."""

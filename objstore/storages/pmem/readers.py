@@ -3,44 +3,49 @@
 The writer process frees the space a commit superseded once no snapshot
 can read it. Its own snapshots it knows; those of read-only processes it
 learns from ``<pool>.readers``, a small side file (the pool file itself
-is never written by a reader). Each read-only storage claims a slot and
-keeps in it the oldest snapshot its instances read: the tid, table
-offset and height of that root. The writer keeps everything such a root
-reaches, also across its own restart (an opening writer carves the
-readers' snapshots out of the free space).
+is never written by a reader). A read-only storage holds one slot per
+snapshot its instances read: the pid, and the tid, table offset and
+height of that root. The writer keeps everything superseded after the
+oldest of them; a writer that opens (after a crash or a clean close)
+carves what each of them reaches out of its free space.
 
-Ordering: a reader publishes a new oldest snapshot, then reads the root
-again; if a commit came in between, it retries with the newer root. The
-writer reads the slots only after its root switch, and both sides hold
-an ``flock`` on the side file while they touch it, so either the writer
-sees the published tid or the reader sees the commit.
+Ordering: a reader publishes a new snapshot in a slot, then reads the
+root again; if a commit came in between, it drops that slot and retries
+with the newer root. The writer reads the slots only after its root
+switch (and, when opening, before it reuses anything), and both sides
+hold an ``flock`` on the side file while they touch it, so either the
+writer sees the published snapshot or the reader sees the commit.
 
-Slots of processes that died are recognised by their pid (``kill(pid,
-0)``) and reused; a pid reused by an unrelated process only delays
-freeing (space stays held), never corrupts.
+The file grows by a page when every slot is taken. Slots of processes
+that died are recognised by their pid (``kill(pid, 0)``) and reused; a
+pid reused by an unrelated process only delays freeing (space stays
+held), never corrupts.
 """
 import fcntl
 import os
 import struct
 
-SIZE = 4096
-_HEAD = 64
-_SLOT = 64
-SLOTS = (SIZE - _HEAD) // _SLOT
-_ENTRY = struct.Struct('<Q8sQI')
-_EMPTY = bytes(_ENTRY.size)
+PAGE = 4096
+_SLOT = 32
+_ENTRY = struct.Struct('<Q8sQI4x')
+_EMPTY = bytes(_SLOT)
+_NO_TID = b'\0' * 8
 
 
-def _alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _alive(pid, cache):
+    if pid not in cache:
+        if pid == os.getpid():
+            cache[pid] = True
+        else:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                cache[pid] = False
+            except PermissionError:
+                cache[pid] = True
+            else:
+                cache[pid] = True
+    return cache[pid]
 
 
 class ReaderSlots:
@@ -55,58 +60,44 @@ class ReaderSlots:
         if fd is not None:
             os.close(fd)
 
-    def _locked(self, mode):
-        return _Locked(self._fd, mode)
-
     def _read(self):
-        data = os.pread(self._fd, SIZE, 0).ljust(SIZE, b'\0')
-        return [_ENTRY.unpack_from(data, _HEAD + i * _SLOT)
-                for i in range(SLOTS)]
+        size = os.fstat(self._fd).st_size
+        data = os.pread(self._fd, size, 0)
+        return [_ENTRY.unpack_from(data, i)
+                for i in range(0, len(data) - _SLOT + 1, _SLOT)]
 
-    def claim(self):
-        """A free slot's index, now ours; None when all are taken."""
-        with self._locked(fcntl.LOCK_EX):
-            for index, (pid, _, _, _) in enumerate(self._read()):
-                if pid == 0 or not _alive(pid):
-                    self._write(index, os.getpid(), b'\0' * 8, 0, 0)
-                    return index
-        return None
-
-    def publish(self, index, tid, table, height):
-        """Record that this slot's oldest snapshot is the root ``tid``."""
-        with self._locked(fcntl.LOCK_EX):
-            self._write(index, os.getpid(), tid, table, height)
+    def claim(self, tid, table, height):
+        """Publish a snapshot in a free slot; return the slot's index."""
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            slots = self._read()
+            alive = {}
+            for index, (pid, _, _, _) in enumerate(slots):
+                if pid == 0 or not _alive(pid, alive):
+                    break
+            else:
+                index = len(slots)
+                os.ftruncate(self._fd, (index * _SLOT // PAGE + 1) * PAGE)
+            os.pwrite(self._fd, _ENTRY.pack(os.getpid(), tid, table, height),
+                      index * _SLOT)
+            return index
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def release(self, index):
-        with self._locked(fcntl.LOCK_EX):
-            os.pwrite(self._fd, _EMPTY, _HEAD + index * _SLOT)
-
-    def _write(self, index, pid, tid, table, height):
-        os.pwrite(self._fd, _ENTRY.pack(pid, tid, table, height),
-                  _HEAD + index * _SLOT)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            os.pwrite(self._fd, _EMPTY, index * _SLOT)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def snapshots(self):
-        """``(tid, table, height)`` of every live reader's oldest
-        snapshot (slots without a snapshot yet are skipped)."""
-        with self._locked(fcntl.LOCK_SH):
+        """``(tid, table, height)`` of every snapshot live readers hold."""
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+        try:
             slots = self._read()
-        out = []
-        for pid, tid, table, height in slots:
-            if pid == 0 or tid == b'\0' * 8 or not _alive(pid):
-                continue
-            out.append((tid, table, height))
-        return out
-
-
-class _Locked:
-    __slots__ = ('_fd', '_mode')
-
-    def __init__(self, fd, mode):
-        self._fd = fd
-        self._mode = mode
-
-    def __enter__(self):
-        fcntl.flock(self._fd, self._mode)
-
-    def __exit__(self, *exc_info):
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        alive = {}
+        return [(tid, table, height) for pid, tid, table, height in slots
+                if pid and tid != _NO_TID and _alive(pid, alive)]

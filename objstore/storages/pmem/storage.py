@@ -26,9 +26,14 @@ Creating a pool (``create=True`` or a missing file):
 
 Opening a pool for writing (after every check, which only reads):
 
-  O1. ``write`` the DIRTY flag; ``flush`` it. If the flag was not CLEAN
-      (the last writer did not close), the free space is rebuilt in
-      memory from the table (nothing written) and ``recovered`` is true.
+  O1. ``write`` the DIRTY flag; ``flush`` the whole header page (the
+      flag and both root slots: a root that a process killed between F1
+      and F2 wrote but never flushed is adopted by this open, so it must
+      be durable before anything the older root reaches is reused). If
+      the flag was not CLEAN (the last writer did not close), the free
+      space was rebuilt in memory from the table before O1 (nothing
+      written) and ``recovered`` is true. Space that read-only processes'
+      snapshots reach (see below) is carved out of the free space first.
 
 Committing (``tpc_vote`` does V1-V3, ``tpc_finish`` does F1-F2):
 
@@ -56,7 +61,9 @@ deletes the unreachable objects.
 
 Closing a writable pool (skipped if a commit failed in ``tpc_finish``):
 
-  X1. ``write`` the free-space list into free space; ``flush`` it.
+  X1. ``write`` the free-space list into free space (never into space a
+      snapshot may still read); ``flush`` it. The list counts that space
+      as free: the next writer carves out what live readers still read.
   X2. ``write`` a root with the same tid, generation + 1 and the list's
       location into the other slot; ``flush`` it.
   X3. ``write`` the CLEAN flag; ``flush`` it; ``unmap``; ``close``.
@@ -161,7 +168,7 @@ class PMemStorage(Committing, BaseStorage):
         self._pool = None
         self._writer_lock = None
         self._readers = None
-        self._reader_slot = None
+        self._slots = {}        # read-only: tid -> reader slot
         self._free = FreeSpace()
         self._pending = Pending()
         self._committer = None
@@ -169,7 +176,6 @@ class PMemStorage(Committing, BaseStorage):
         self._voted = None
         self._allocated = []
         self._failed = False
-        self._published = None
         self.recovered = False
         #: True if the last writer closed the pool (or it was just created).
         self.clean_shutdown = True
@@ -217,11 +223,12 @@ class PMemStorage(Committing, BaseStorage):
             pool.close()
         readers, self._readers = self._readers, None
         if readers is not None:
-            if self._reader_slot is not None:
-                try:
-                    readers.release(self._reader_slot)
-                except OSError:
-                    pass
+            slots, self._slots = self._slots, {}
+            try:
+                for index in slots.values():
+                    readers.release(index)
+            except OSError:
+                pass
             readers.close()
         held, self._writer_lock = self._writer_lock, None
         if held is not None:
@@ -272,9 +279,15 @@ class PMemStorage(Committing, BaseStorage):
 
     def load(self, oid, version=''):
         """``(data, tid)`` of the current record of ``oid``."""
-        with self._lock:
-            self._check_open()
+        try:
             return self._window.current.load(oid)
+        except errors.CorruptionError:
+            # No snapshot pins the storage's own reads: two commits may
+            # have freed and reused the record meanwhile. Under the lock
+            # that cannot happen, so only real damage fails twice.
+            with self._lock:
+                self._check_open()
+                return self._window.current.load(oid)
 
     def sync(self, force=True):
         """A read-only process catches up with the writer's commits."""
@@ -311,26 +324,35 @@ class PMemStorage(Committing, BaseStorage):
         """Free what no pinned snapshot reads any more (lock held)."""
         window = self._window
         oldest = window.oldest()
-        if self._readers is not None and (self._read_only or len(
-                self._pending)):
-            if self._read_only:
-                self._publish(oldest)
-            else:
-                for tid, _, _ in self._readers.snapshots():
-                    if tid < oldest:
-                        oldest = tid
+        readers = self._readers
+        if readers is not None and self._read_only:
+            for tid in [t for t in self._slots if not window.pinned(t)]:
+                readers.release(self._slots.pop(tid))
+        elif readers is not None and len(self._pending):
+            for tid, _, _ in readers.snapshots():
+                if tid < oldest:
+                    oldest = tid
         for offset, length in self._pending.due(oldest):
             self._free.free(offset, length)
         window.prune(oldest)
 
-    def _publish(self, oldest):
-        if self._reader_slot is None:
-            return
-        snapshot = self._window.snapshot(oldest)
-        if snapshot is not None and oldest != self._published:
-            self._readers.publish(self._reader_slot, snapshot.tid,
-                                  snapshot.table, snapshot.height)
-            self._published = oldest
+    def _pin_root(self, root):
+        """In a read-only process: publish ``root`` (or, if a commit came
+        meanwhile, a newer one) in a reader slot; return the root."""
+        readers = self._readers
+        if readers is None:
+            return root
+        while True:
+            index = readers.claim(root.tid, root.table, root.height)
+            again = self._pool.read_root()
+            if (again.tid, again.table) == (root.tid, root.table):
+                old = self._slots.get(root.tid)
+                self._slots[root.tid] = index
+                if old is not None:
+                    readers.release(old)
+                return root
+            readers.release(index)
+            root = again
 
     def _refresh(self):
         """In a read-only process, move to the writer's newest root."""
@@ -340,6 +362,7 @@ class PMemStorage(Committing, BaseStorage):
         current = self._window.current
         if (root.tid, root.table) == (current.tid, current.table):
             return
+        root = self._pin_root(root)
         changed = set()
         leaves = dict(current.leaves)
         for n, _, _ in table.diff(self._path, self._pool.map, current.table,

@@ -164,6 +164,19 @@ def _node_entries(path, m, node, level, size):
     return entries(m, node)
 
 
+def new_nodes_bound(height, changes):
+    """How many nodes :func:`update` may write at most for ``changes``."""
+    if not changes:
+        return 0
+    height = max(height, height_for(max(changes)))
+    prefixes = {n // FANOUT for n in changes}
+    total = 0
+    for _ in range(height):
+        total += len(prefixes)
+        prefixes = {prefix // FANOUT for prefix in prefixes}
+    return total
+
+
 def update(path, m, root, height, size, changes, alloc):
     """Copy-on-write ``changes`` (oid int -> record offset, 0 to remove)
     into the table at ``root``.

@@ -53,6 +53,9 @@ class Window:
         if pins[snapshot.tid] <= 0:
             del pins[snapshot.tid]
 
+    def pinned(self, tid):
+        return tid in self._pins
+
     def oldest(self):
         """The tid of the oldest pinned snapshot."""
         return min(self._pins)
