@@ -14,7 +14,6 @@ import sys
 import textwrap
 import time
 
-import pytest
 
 from objstore.testing.pg import pg_database  # noqa: F401 -- a fixture
 
