@@ -262,7 +262,7 @@ def test_the_recorded_workload_has_what_the_replays_need(recorded):
     assert names.count('process death') == 1
     assert 'recovering open' in names and 'pack' in names
     assert sum(1 for op in log if op.kind == 'truncate') >= 3  # grows
-    assert sum(1 for op in log if op.kind == 'flush') >= 60
+    assert sum(1 for op in log if op.kind == 'flush') >= 40
     # Writes long enough to tear in 8-byte units, and in pages.
     assert sum(1 for op in log if op.kind == 'write'
                and len(op.data) > 2 * pmem_powerloss.PAGE_UNIT) >= 5
@@ -357,13 +357,6 @@ class LoseRootWrites:
                                pool_file.durable_size, keep), self.what
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'PMemStorage bug: an open after a process death adopts a root written'
-    ' but never flushed (killed between F1 and F2) without flushing it,'
-    ' then reuses the space of records the older, durable root still'
-    ' references; a power loss before the next root flush leaves that'
-    ' older root in force over overwritten records (CorruptionError, the'
-    ' last acknowledged transaction unreadable)'))
 def test_a_root_that_never_reached_the_media_takes_nothing_with_it(
         recorded, tmp_path):
     """Wherever a written root slot is not yet flushed (between a

@@ -31,13 +31,6 @@ from objstore.testing.pmem_recovered import node_record, read_state
 
 KILLS = int(os.environ.get('OBJSTORE_CRASH_KILLS', '15'))
 
-CLOSE_FREES_WHAT_READERS_READ = (
-    'PMemStorage bug: close() (X1, opening.close_clean) frees every'
-    ' pending extent, also those a read-only process\'s snapshot still'
-    ' reads, and writes the free-space list into them; the next writer'
-    ' reuses the rest')
-
-
 def seed():
     return int(os.environ.get('OBJSTORE_CRASH_SEED',
                               random.randrange(1 << 30)))
@@ -51,7 +44,6 @@ def test_a_writer_killed_again_and_again_loses_nothing_acknowledged(
     assert result.transactions > KILLS, result.summary()
 
 
-@pytest.mark.xfail(strict=True, reason=CLOSE_FREES_WHAT_READERS_READ)
 def test_a_snapshot_held_across_killed_writers_reads_the_same(tmp_path):
     """A read-only storage here holds snapshots across kills (and the
     checks' own commits and clean closes)."""
@@ -93,10 +85,7 @@ def writer(path, end, rounds=3):
     assert proc.returncode == expected, proc.stderr
 
 
-@pytest.mark.parametrize('end', [
-    'die',
-    pytest.param('close', marks=pytest.mark.xfail(
-        strict=True, reason=CLOSE_FREES_WHAT_READERS_READ))])
+@pytest.mark.parametrize('end', ['die', 'close'])
 def test_a_reader_snapshot_outlives_writers_that_end(tmp_path, end):
     """A reader holds a snapshot; a writer process supersedes every
     object in it and ends (dies, or closes the pool cleanly), then a next

@@ -277,8 +277,11 @@ class PMemWorkload:
         for _ in range(few):
             self.change()
         if self.death:
-            changes = {self.children[0]: node_record(
-                'dies at the commit point', 500)}
+            # Every child: the root that never became durable supersedes
+            # all the records of the one before it, so the commits after
+            # the recovering open have that space to reuse.
+            changes = {oid: node_record('dies at the commit point', 500)
+                       for oid in self.children}
             self.step('process death',
                       lambda: self.die_at_commit_point(changes), changes)
             self.step('recovering open', self.open, dirty=True)
