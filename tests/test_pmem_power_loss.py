@@ -388,3 +388,67 @@ def test_a_root_that_never_reached_the_media_takes_nothing_with_it(
     assert checked >= 30
     assert not failures, '%d of %d images failed:\n%s' % (
         len(failures), checked, '\n'.join(failures[:10]))
+
+
+def test_no_write_lands_in_what_a_root_a_power_loss_may_leave_reaches(
+        recorded):
+    """Copy-on-write, checked at every write of the log, whatever the
+    allocator picks: the roots a power loss at that moment may leave in
+    force (each slot as flushed, or as written since; the valid one with
+    the higher generation wins) reach table nodes and records that no
+    write may touch."""
+    from objstore.storages.pmem import format as pmem_format
+    from objstore.storages.pmem import recovery
+    root, log, workload = recorded
+    model = pmem_powerloss.PoolModel(root)
+    reached = {}
+    failures = []
+    checked = 0
+    for k, op in enumerate(log):
+        pool_file = model.files.get('data.pool')
+        if (op.kind == 'write' and op.offset >= pmem_format.HEADER_SIZE
+                and pool_file is not None):
+            checked += 1
+            for in_force in roots_a_power_loss_may_leave(pool_file):
+                key = in_force.pack()
+                if key not in reached:
+                    reached[key] = recovery.used_extents(
+                        workload.path, bytes(pool_file.current), in_force,
+                        pool_file.size)[0]
+                for start, length in reached[key]:
+                    if start < op.end and op.offset < start + length:
+                        failures.append(
+                            'op %d %r overwrites [%d, %d), reached by the'
+                            ' root of generation %d (tid %s)' % (
+                                k, op, start, start + length,
+                                in_force.generation, in_force.tid.hex()))
+        model.apply(op)
+    assert checked >= 60
+    assert not failures, '%d writes break copy-on-write:\n%s' % (
+        len(failures), '\n'.join(failures[:10]))
+
+
+def roots_a_power_loss_may_leave(pool_file):
+    """The roots that may be in force after a power loss now."""
+    from objstore.storages.pmem import format as pmem_format
+    versions = []
+    for slot in pmem_format.SLOT_OFFSETS:
+        end = slot + pmem_format.SLOT_SIZE
+        versions.append({bytes(pool_file.base[slot:end]),
+                         bytes(pool_file.current[slot:end])})
+    result = {}
+    for a in versions[0]:
+        for b in versions[1]:
+            valid = [root for root in (
+                _root_in(a), _root_in(b)) if root is not None]
+            if valid:
+                best = max(valid, key=lambda root: root.generation)
+                result[best.pack()] = best
+    return list(result.values())
+
+
+def _root_in(slot_bytes):
+    from objstore.storages.pmem import format as pmem_format
+    if len(slot_bytes) < pmem_format.ROOT.size + pmem_format.ROOT_CRC.size:
+        return None
+    return pmem_format.Root.unpack(slot_bytes, 0)
