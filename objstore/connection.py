@@ -95,6 +95,7 @@ class Connection(DataManager):
         self._modified = []             # oids stored by the current commit
         self._read_current = {}         # oid -> serial readCurrent saw
         self._resolved = []             # oids the last commit merged
+        self._poll_missed = False       # a poll failed after a commit
         self._savepoints = None         # SavepointStore while there are some
         self._loading = None            # the object setstate is filling
         self._referrers = {}            # ghost oid -> (holder oid, class)
@@ -367,10 +368,11 @@ class Connection(DataManager):
         sync_storage = getattr(storage, 'sync', None)
         if sync_storage is not None:
             sync_storage(sync)
-        poll = getattr(storage, 'poll_invalidations', None)
-        invalidated = poll() if poll is not None else ()
-        if invalidated is None:
+        invalidated = self._poll(storage)
+        if invalidated is None or self._poll_missed:
+            # Unknown changes: everything cached may be stale.
             invalidated = list(self._cache.cache_data)
+            self._poll_missed = False
         if invalidated:
             # PickleCache.invalidate takes a list, tuple or dict, not a set.
             self._cache.invalidate(list(invalidated))
@@ -380,9 +382,29 @@ class Connection(DataManager):
         if len(self._referrers) > 2 * self._cache.cache_size + 100:
             self._prune_referrers()
 
+    def _poll(self, storage):
+        """The oids others changed since the last poll (None: unknown)."""
+        poll = getattr(storage, 'poll_invalidations', None)
+        if poll is None:
+            return ()
+        try:
+            return poll()
+        except errors.DisconnectedError:
+            # A server storage reconnects on its next use, and a poll
+            # starts a new snapshot anyway: asking again loses nothing.
+            return poll()
+
     def afterCompletion(self, transaction):
         if not self.explicit_transactions:
-            self.newTransaction(transaction, False)
+            try:
+                self.newTransaction(transaction, False)
+            except errors.DisconnectedError:
+                # The transaction is over (committed or aborted): losing
+                # the server while moving on must not be reported as its
+                # failure, or a retry would apply a committed transaction
+                # twice. The next transaction start polls again and drops
+                # the whole cache.
+                self._poll_missed = True
         self._cache.incrgc()
 
     def _prune_referrers(self):

@@ -34,19 +34,6 @@ VICTIM = 'objstore-victim'
 OTHER = 'objstore-other'
 
 
-# A poll on a load session that died while idle raises DisconnectedError
-# instead of starting the new snapshot on a new session. At a transaction
-# start that escapes attempts() (it comes from begin()); right after a
-# commit (Connection.afterCompletion polls) it turns a committed
-# transaction into a retryable error, and attempts() applies it twice.
-POLL_ON_A_DEAD_SESSION_RAISES = pytest.mark.xfail(
-    strict=True, raises=(errors.DisconnectedError, AssertionError),
-    reason='PostgreSQLStorage.poll_invalidations raises DisconnectedError'
-    ' on a load session killed between transactions instead of'
-    ' reconnecting (poll starts a new snapshot, nothing is lost by'
-    ' retrying it once on a new session)')
-
-
 def _storage(dsn, application_name, **options):
     from objstore.storages import PostgreSQLStorage
     return PostgreSQLStorage(dsn, application_name=application_name,
@@ -208,7 +195,6 @@ def test_attempts_retry_a_transaction_whose_session_was_killed(admin, dbs):
     assert _notes(writer.storage).count('') == 1
 
 
-@POLL_ON_A_DEAD_SESSION_RAISES
 def test_a_session_killed_between_transactions_is_replaced(admin, dbs):
     """An idle connection's sessions die: its next transaction starts on
     new ones, and retrying through attempts() gets the work done once."""
@@ -347,7 +333,6 @@ def test_a_session_killed_before_the_vote_aborts_the_transaction(
         'initial database creation', 'setup', 'first', 'other', 'retry']
 
 
-@POLL_ON_A_DEAD_SESSION_RAISES
 def test_a_commit_that_succeeded_is_not_reported_as_failed(admin, dbs):
     """The load session dies while the transaction runs, after its last
     load; the commit goes through on the store session. The poll that
