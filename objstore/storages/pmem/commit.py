@@ -39,11 +39,13 @@ class _Chunk:
         if self._end is None:
             return
         storage = self._storage
-        storage._allocated.remove((self._start, self._end - self._start))
-        if self._next > self._start:
-            storage._allocated.append((self._start, self._next - self._start))
-        if self._end > self._next:
-            storage._free.free(self._next, self._end - self._next)
+        with storage._lock:
+            storage._allocated.remove((self._start, self._end - self._start))
+            if self._next > self._start:
+                storage._allocated.append(
+                    (self._start, self._next - self._start))
+            if self._end > self._next:
+                storage._free.free(self._next, self._end - self._next)
 
 
 class Committing:
@@ -175,25 +177,28 @@ class Committing:
         """An allocator for this transaction's writes: from one free piece
         of ``total`` bytes (growing the pool for it when the free space is
         too small altogether), else piece by piece."""
-        offset = self._free.alloc(total) if total else None
-        if offset is None and total and self._free.total() < total:
-            if self._grow_ok:
-                self._grow(total)
-                offset = self._free.alloc(total)
-        if offset is not None:
-            self._allocated.append((offset, total))
+        # The lock: polls in other threads free space meanwhile.
+        with self._lock:
+            offset = self._free.alloc(total) if total else None
+            if offset is None and total and self._free.total() < total:
+                if self._grow_ok:
+                    self._grow(total)
+                    offset = self._free.alloc(total)
+            if offset is not None:
+                self._allocated.append((offset, total))
         return _Chunk(self, offset, total)
 
     def _alloc(self, size, may_grow=True):
         """The offset of ``size`` free bytes, growing the pool if needed
         and allowed; recorded so an abort gives them back."""
-        offset = self._free.alloc(size)
-        if offset is None:
-            if not may_grow:
-                return None
-            self._grow(size)
+        with self._lock:
             offset = self._free.alloc(size)
-        self._allocated.append((offset, size))
+            if offset is None:
+                if not may_grow:
+                    return None
+                self._grow(size)
+                offset = self._free.alloc(size)
+            self._allocated.append((offset, size))
         return offset
 
     def _grow(self, size):

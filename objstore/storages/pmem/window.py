@@ -26,7 +26,8 @@ class Window:
         self._tids = [snapshot.tid]
         self._snapshots = {snapshot.tid: snapshot}
         self._pins = collections.Counter({snapshot.tid: 1})
-        self._log = collections.deque()     # (tid, oids, committer)
+        self._log_tids = []                 # the tids of _log, in order
+        self._log = []                      # (oids, committer) per tid
         self.metas = {}                     # tid -> TransactionMeta
 
     def advance(self, snapshot, oids, committer=None, meta=None):
@@ -38,7 +39,8 @@ class Window:
         if snapshot.tid not in self._snapshots:
             self._tids.append(snapshot.tid)
         self._snapshots[snapshot.tid] = snapshot
-        self._log.append((snapshot.tid, oids, committer))
+        self._log_tids.append(snapshot.tid)
+        self._log.append((oids, committer))
         if meta is not None:
             self.metas[snapshot.tid] = meta
         self.pin(snapshot)
@@ -52,6 +54,10 @@ class Window:
         pins[snapshot.tid] -= 1
         if pins[snapshot.tid] <= 0:
             del pins[snapshot.tid]
+            if snapshot is not self.current:
+                # Only loads of a pinned snapshot need speed; loadBefore
+                # and history refill what they use.
+                snapshot.leaves = {}
 
     def pinned(self, tid):
         return tid in self._pins
@@ -71,16 +77,19 @@ class Window:
                 del self._snapshots[tid]
                 self.metas.pop(tid, None)
             del self._tids[:cut]
-        log = self._log
-        while log and log[0][0] <= oldest:
-            log.popleft()
+        cut = bisect.bisect_right(self._log_tids, oldest)
+        if cut:
+            del self._log_tids[:cut]
+            del self._log[:cut]
 
     def changes(self, after, until, reader):
         """The oids changed by commits ``after < tid <= until`` that
         ``reader`` (an instance) did not make itself."""
         changed = set()
-        for tid, oids, committer in self._log:
-            if after < tid <= until and committer is not reader:
+        first = bisect.bisect_right(self._log_tids, after)
+        last = bisect.bisect_right(self._log_tids, until)
+        for oids, committer in self._log[first:last]:
+            if committer is not reader:
                 changed.update(oids)
         return changed
 
