@@ -117,10 +117,10 @@ def open_schema(conn, name, keep_history, create):
                 ' create_schema=True (and not read-only) to create them'
                 % (name, _current_schema(conn)))
         meta = _create(conn, keep_history)
-    version, tables_keep_history = meta if meta else (None, None)
-    if version is None or version > SCHEMA_VERSION:
+    version, tables_keep_history = meta
+    if version > SCHEMA_VERSION:
         raise errors.UnsupportedVersionError(
-            name, 'objstore schema version %s is newer than this objstore'
+            name, 'objstore schema version %d is newer than this objstore'
             ' reads (version %d); upgrade objstore' % (version, SCHEMA_VERSION))
     if version < SCHEMA_VERSION:
         raise errors.UnsupportedVersionError(
@@ -143,22 +143,29 @@ def _current_schema(conn):
 
 def _create(conn, keep_history):
     # Two processes may open an empty database at once: one creates the
-    # tables while the other waits for its lock, then finds them.
-    with conn.transaction():
-        schema = _current_schema(conn)
-        if schema is None:
-            raise errors.StorageError(
-                'no schema to create the objstore tables in: the'
-                ' search_path names none that exists')
-        conn.execute('SELECT pg_advisory_xact_lock(%s, hashtext(%s))',
-                     (LOCK_SPACE, schema))
-        meta = _meta(conn)
-        if meta is not None:
-            return meta
-        conn.execute(_COMMON + (_HISTORY_PRESERVING if keep_history
-                                else _HISTORY_FREE))
-        conn.execute('INSERT INTO objstore_meta (version, keep_history)'
-                     ' VALUES (%s, %s)', (SCHEMA_VERSION, bool(keep_history)))
+    # tables while the other waits for the lock, then finds them. The
+    # check runs in a transaction begun after the lock was granted, so it
+    # sees the other's tables (a transaction begun before would look them
+    # up in catalog caches as they were when it began).
+    schema = _current_schema(conn)
+    if schema is None:
+        raise errors.StorageError(
+            'no schema to create the objstore tables in: the search_path'
+            ' names none that exists')
+    key = (LOCK_SPACE, schema)
+    conn.execute('SELECT pg_advisory_lock(%s, hashtext(%s))', key)
+    try:
+        with conn.transaction():
+            meta = _meta(conn)
+            if meta is not None:
+                return meta
+            conn.execute(_COMMON + (_HISTORY_PRESERVING if keep_history
+                                    else _HISTORY_FREE))
+            conn.execute('INSERT INTO objstore_meta (version, keep_history)'
+                         ' VALUES (%s, %s)',
+                         (SCHEMA_VERSION, bool(keep_history)))
+    finally:
+        conn.execute('SELECT pg_advisory_unlock(%s, hashtext(%s))', key)
     return SCHEMA_VERSION, bool(keep_history)
 
 

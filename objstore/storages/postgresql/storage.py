@@ -194,25 +194,23 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
 
     def poll_invalidations(self):
         """Move to the newest snapshot; return the oids other commits
-        created or changed since the previous poll (a set; empty at the
-        first poll)."""
+        created or changed since the previous poll (a list, each oid once;
+        empty at the first poll: ZODB's Connection hands it to
+        ``PickleCache.invalidate``, which takes no set)."""
         self._check_open()
         if self._can_skip_poll():
-            return set()
+            return []
         prev, own = self._polled_tid, self._own_tids
-        statements = []
-        if self._snapshot:
-            if self._load.in_transaction():
-                statements.append('ROLLBACK')
-            statements.append('BEGIN ISOLATION LEVEL REPEATABLE READ')
-        statements.append(q.LAST_TID)
-        if prev is not None:
-            statements.append(self._q.changes % int(prev))
-        with self._load.using('polling for changes') as conn:
-            lost = self._load.lost
-            results = _result_sets(conn.execute('; '.join(statements)))
+        try:
+            results, lost = self._poll(prev)
+        except errors.DisconnectedError:
+            # The session died between transactions (idle timeout, a
+            # restart): nothing was read from the snapshot being left, so
+            # a new session takes over silently. Raising here would make
+            # a transaction that just committed look failed and be retried.
+            results, lost = self._poll(prev)
         last = results[0][0][0]
-        changed = set()
+        changed = ()
         if prev is not None:
             skip = set(own)
             changed = {q.to_bytes(zoid) for zoid, tid in results[1]
@@ -224,7 +222,20 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         self._force_poll = False
         self._shared.note_commit(last)
         self._ltid = q.to_bytes(last)
-        return changed
+        return list(changed)
+
+    def _poll(self, prev):
+        statements = []
+        if self._snapshot:
+            if self._load.in_transaction():
+                statements.append('ROLLBACK')
+            statements.append('BEGIN ISOLATION LEVEL REPEATABLE READ')
+        statements.append(q.LAST_TID)
+        if prev is not None:
+            statements.append(self._q.changes % int(prev))
+        with self._load.using('polling for changes') as conn:
+            results = _result_sets(conn.execute('; '.join(statements)))
+            return results, self._load.lost
 
     def _can_skip_poll(self):
         shared = self._shared
@@ -264,11 +275,15 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
 
     def _fetch(self, doing, query, params=None, many=False):
         conn = self._reader()
-        try:
-            cursor = conn.execute(query, params)
-            return cursor.fetchall() if many else cursor.fetchone()
-        except psycopg.Error as exc:
-            raise self._load.failure(conn, exc, doing) from exc
+        # The link's lock, not only psycopg's: threads sharing the storage
+        # object's connection must not interleave a statement and the
+        # fetch of its result (psycopg's prepared-statement cache races).
+        with self._load.lock:
+            try:
+                cursor = conn.execute(query, params)
+                return cursor.fetchall() if many else cursor.fetchone()
+            except psycopg.Error as exc:
+                raise self._load.failure(conn, exc, doing) from exc
 
     def load(self, oid, version=''):
         """``(data, serial)`` of ``oid`` in this snapshot (the storage
