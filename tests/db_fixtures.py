@@ -11,8 +11,11 @@ from persistent import Persistent
 from objstore.db import DB
 from objstore.storages.file import FileStorage
 from objstore.storages.memory import MemoryStorage
+from objstore.storages.pmem import PMemStorage
 
-STORAGES = ['memory', 'file']
+STORAGES = ['memory', 'file', 'pmem']
+#: Kinds that keep no history: tests marked ``history`` do not run on them.
+NO_HISTORY = frozenset({'pmem'})
 
 
 class StorageFactory:
@@ -33,6 +36,10 @@ class StorageFactory:
     def __call__(self, read_only=False):
         if self.kind == 'memory':
             storage = MemoryStorage()
+        elif self.kind == 'pmem':
+            path = self.path.with_suffix('.pool')
+            storage = PMemStorage(path, create=not path.exists(),
+                                  read_only=read_only)
         else:
             storage = FileStorage(self.path, read_only=read_only,
                                   fsync=False)

@@ -288,6 +288,7 @@ def test_cache_keeps_about_cache_size_objects(storage_factory):
         database.close()
 
 
+@pytest.mark.history
 def test_oldstate_returns_an_earlier_state(conn):
     conn.root.item = item = Item(a=1)
     conn.transaction_manager.commit()

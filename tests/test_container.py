@@ -396,6 +396,7 @@ def test_histories_survive_commit_and_reopen(storage_factory):
         database.close()
 
 
+@pytest.mark.history
 def test_rolled_back_revisions_stay_readable_by_time_travel(db):
     with db.transaction() as conn:
         container = conn.root()['notes'] = RevisionedContainer()

@@ -129,6 +129,7 @@ def test_cache_minimize_reaches_every_connection(db):
         close_connection(connection)
 
 
+@pytest.mark.history
 def test_transaction_metadata_is_stored_and_shown_by_history(db, conn):
     conn.root.item = item = Item(a=1)
     txn = conn.transaction_manager.get()
@@ -148,6 +149,7 @@ def test_transaction_metadata_is_stored_and_shown_by_history(db, conn):
     assert db.history(item._p_oid) == entries[:1]
 
 
+@pytest.mark.history
 def test_undo_reverts_a_transaction_when_the_next_one_commits(db, conn):
     conn.root.item = item = Item(a=1)
     conn.transaction_manager.commit()
@@ -165,6 +167,7 @@ def test_undo_reverts_a_transaction_when_the_next_one_commits(db, conn):
     close_connection(other)
 
 
+@pytest.mark.history
 def test_undo_of_a_conflicting_change_fails_at_commit(db, conn):
     conn.root.item = item = Item(a=1)
     conn.transaction_manager.commit()
@@ -197,6 +200,7 @@ def test_pack_removes_objects_no_longer_reachable(db, conn):
     close_connection(other)
 
 
+@pytest.mark.history
 def test_pack_keeps_recent_history_with_days(db, conn):
     conn.root.item = item = Item(a=1)
     conn.transaction_manager.commit()
@@ -263,6 +267,7 @@ def test_default_manager_connections_commit_with_transaction_commit(db):
         connection.close()
 
 
+@pytest.mark.history
 def test_undo_next_to_changes_of_the_same_db_is_refused_not_deadlocked(
         db, conn):
     conn.root.item = item = Item(a=1)

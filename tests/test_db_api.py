@@ -34,6 +34,7 @@ def test_transaction_metadata_is_returned_by_iteration(db, conn):
                                        conn.root.item._p_oid}
 
 
+@pytest.mark.history
 def test_transaction_note_is_stored_and_seen_by_iteration(db):
     with db.transaction('Add an item') as connection:
         connection.root.item = Item(a=1)
@@ -42,6 +43,7 @@ def test_transaction_note_is_stored_and_seen_by_iteration(db):
     assert db.undoLog(0, 1)[0]['description'] == 'Add an item'
 
 
+@pytest.mark.history
 def test_undo_without_a_transaction_joins_the_current_one(db):
     connection = db.open()      # the thread's transaction manager
     try:
@@ -58,6 +60,7 @@ def test_undo_without_a_transaction_joins_the_current_one(db):
         connection.close()
 
 
+@pytest.mark.history
 def test_pack_with_t_and_days_keeps_what_is_newer(db, conn):
     conn.root.item = item = Item(a=1)
     conn.transaction_manager.commit()
@@ -69,6 +72,7 @@ def test_pack_with_t_and_days_keeps_what_is_newer(db, conn):
     assert [h['tid'] for h in db.history(item, size=10)] == [item._p_serial]
 
 
+@pytest.mark.history
 def test_history_takes_an_object_or_an_oid_and_a_size(db, conn):
     conn.root.item = item = Item(a=0)
     conn.transaction_manager.commit()
@@ -96,6 +100,7 @@ def test_connection_db_get_and_add(db, conn):
         close_connection(other)
 
 
+@pytest.mark.history
 def test_a_closed_db_refuses_open_pack_and_undo(storage_factory):
     from objstore.db import DB
     database = DB(storage_factory())

@@ -35,6 +35,7 @@ def _utc(tid):
                                            datetime.timezone.utc)
 
 
+@pytest.mark.history
 def test_open_at_a_tid_shows_the_database_then(db, moments):
     for value, tid in enumerate(moments, 1):
         past = db.open(at=tid)
@@ -45,6 +46,7 @@ def test_open_at_a_tid_shows_the_database_then(db, moments):
             past.close()
 
 
+@pytest.mark.history
 def test_open_before_a_tid_excludes_that_transaction(db, moments):
     past = db.open(before=moments[1])
     try:
@@ -53,6 +55,7 @@ def test_open_before_a_tid_excludes_that_transaction(db, moments):
         past.close()
 
 
+@pytest.mark.history
 def test_open_at_a_datetime_naive_is_utc(db, moments):
     # A datetime has microseconds, a tid finer steps: a moment a little
     # after the second commit (and before the third) shows its state.
@@ -76,6 +79,7 @@ def test_tid_of_keeps_microseconds():
         tid_of('yesterday')
 
 
+@pytest.mark.history
 def test_historical_connection_is_read_only(db, moments):
     past = db.open(at=moments[0])
     try:
@@ -94,6 +98,7 @@ def test_historical_connection_is_read_only(db, moments):
         past.close()
 
 
+@pytest.mark.history
 def test_historical_connection_does_not_move(db, conn, moments):
     past = db.open(at=moments[0])
     try:
@@ -105,6 +110,7 @@ def test_historical_connection_does_not_move(db, conn, moments):
         past.close()
 
 
+@pytest.mark.history
 def test_before_the_first_transaction_the_root_does_not_exist(db, moments):
     past = db.open(before=p64(1))
     try:
@@ -114,6 +120,7 @@ def test_before_the_first_transaction_the_root_does_not_exist(db, moments):
         past.close()
 
 
+@pytest.mark.history
 def test_a_moment_before_history_start_raises_history_unavailable(db, conn):
     conn.root.item = item = Item(a=1)
     conn.transaction_manager.commit()
@@ -140,6 +147,7 @@ def test_a_moment_before_history_start_raises_history_unavailable(db, conn):
         past.close()
 
 
+@pytest.mark.history
 def test_historical_connections_are_not_pooled(db, moments):
     past = db.open(at=moments[0])
     past.close()

@@ -365,6 +365,7 @@ def test_revisions_share_unchanged_sub_objects_in_storage(db):
         assert old.answer == new.answer == ['a', 'b']
 
 
+@pytest.mark.history
 def test_rolled_back_revisions_stay_readable_by_time_travel(db):
     with db.transaction() as conn:
         data = conn.root()['data'] = im.RevisionedMapping()

@@ -75,6 +75,7 @@ def utc(tid):
 
 # -- history -----------------------------------------------------------------
 
+@pytest.mark.history
 def test_history_lists_each_commit_touching_the_object_newest_first(
         conn, story):
     revisions = history(conn.root.item)
@@ -104,6 +105,7 @@ def test_revisions_are_frozen_values(conn, story):
     assert hash(revision) == hash(history(conn.root.item)[0])
 
 
+@pytest.mark.history
 def test_history_since_and_until_take_tids_both_ends_included(conn, story):
     item = conn.root.item
     t1, t2, t3 = story
@@ -113,6 +115,7 @@ def test_history_since_and_until_take_tids_both_ends_included(conn, story):
     assert history(item, since=t3, until=t1) == []
 
 
+@pytest.mark.history
 def test_history_since_and_until_take_aware_datetimes_and_revisions(
         conn, story):
     item = conn.root.item
@@ -158,6 +161,7 @@ def test_history_includes_commits_of_other_connections(hdb, conn, story):
     assert history(conn.root.item)[0].tid == t4
 
 
+@pytest.mark.history
 def test_history_of_a_past_copy_stops_at_its_moment(conn, story):
     old = as_of(conn.root.item, story[1])
     assert [r.tid for r in history(old)] == story[1::-1]
@@ -165,6 +169,7 @@ def test_history_of_a_past_copy_stops_at_its_moment(conn, story):
 
 # -- as_of -------------------------------------------------------------------
 
+@pytest.mark.history
 def test_as_of_a_tid_shows_the_object_then(conn, story):
     item = conn.root.item
     for value, tid in enumerate(story, 1):
@@ -176,6 +181,7 @@ def test_as_of_a_tid_shows_the_object_then(conn, story):
     assert item.a == 3
 
 
+@pytest.mark.history
 def test_as_of_a_datetime_or_revision(conn, story):
     item = conn.root.item
     t1, t2, t3 = story
@@ -190,6 +196,7 @@ def test_as_of_a_datetime_or_revision(conn, story):
     assert now.a == 3 and as_of(item, datetime.datetime.now(UTC)).a == 4
 
 
+@pytest.mark.history
 def test_as_of_refuses_writes(conn, story):
     old = as_of(conn.root.item, story[0])
     with pytest.raises(errors.ReadOnlyHistoryError, match='read-only'):
@@ -201,6 +208,7 @@ def test_as_of_refuses_writes(conn, story):
     assert conn.root.item.a == 3
 
 
+@pytest.mark.history
 def test_as_of_before_the_object_existed(conn, story):
     conn.root.late = late = Item(x=1)
     created = commit(conn, 'late')
@@ -211,6 +219,7 @@ def test_as_of_before_the_object_existed(conn, story):
     assert as_of(late, info.value.oldest).x == 1
 
 
+@pytest.mark.history
 def test_as_of_connection_is_released_on_close_or_collection(hdb, conn,
                                                              story):
     old = as_of(conn.root.item, story[0])
@@ -236,6 +245,7 @@ def test_as_of_after_pack_raises_history_unavailable(hdb, conn, story):
     assert as_of(item, story[2]).a == 3
 
 
+@pytest.mark.history
 def test_history_after_pack(hdb, conn, story):
     item = conn.root.item
     hdb.pack()
@@ -302,6 +312,7 @@ def test_storage_whose_history_raises(hdb, conn, monkeypatch):
 
 # -- diff of stored objects --------------------------------------------------
 
+@pytest.mark.history
 def test_diff_of_attributes(conn, story):
     item = conn.root.item
     item.c = 'new'
@@ -318,6 +329,7 @@ def test_diff_of_attributes(conn, story):
         % errors.oid_repr(changes[1].old._p_oid), ".c: added 'new'"]
 
 
+@pytest.mark.history
 def test_diff_follows_the_same_persistent_object(conn, story):
     item = conn.root.item
     changes = diff(as_of(item, story[0]), item)
@@ -330,6 +342,7 @@ def test_diff_follows_the_same_persistent_object(conn, story):
                                  follow=False)] == [('a',)]
 
 
+@pytest.mark.history
 def test_diff_of_an_object_whose_state_is_no_dict(hdb, conn):
     from BTrees.Length import Length
     conn.root.item = item = Item(count=Length(1))
@@ -340,6 +353,7 @@ def test_diff_of_an_object_whose_state_is_no_dict(hdb, conn):
             for c in diff(as_of(item, t), item)] == [(('count',), 1, 3)]
 
 
+@pytest.mark.history
 def test_diff_of_a_replaced_persistent_object_is_one_change(conn, story):
     item = conn.root.item
     old_child = item.child
@@ -352,6 +366,7 @@ def test_diff_of_a_replaced_persistent_object_is_one_change(conn, story):
     assert changes[0].new is item.child
 
 
+@pytest.mark.history
 def test_diff_of_cycles_ends(conn, story):
     item = conn.root.item
     item.child.parent = item
@@ -369,6 +384,7 @@ def test_diff_of_cycles_ends(conn, story):
     assert [c.path for c in diff(plain, other)] == [('x',)]
 
 
+@pytest.mark.history
 def test_diff_of_mappings(hdb, conn):
     conn.root.m = m = PersistentMapping({'a': 1, 'b': {'x': 1}})
     conn.root.tree = tree = OOBTree({'k1': 1, 'k2': 2})
@@ -390,6 +406,7 @@ def test_diff_of_mappings(hdb, conn):
     assert changes[0].path.kinds == (KEY,)
 
 
+@pytest.mark.history
 def test_diff_of_lists(hdb, conn):
     conn.root.items = items = PersistentList(['a', 'b', 'c', 'd'])
     t = commit(conn)
@@ -404,6 +421,7 @@ def test_diff_of_lists(hdb, conn):
     assert str(changes) == "[0]: added 'z'\n[3]: removed 'c'\n[4]: added 'e'"
 
 
+@pytest.mark.history
 def test_diff_of_sets(hdb, conn):
     conn.root.tags = tags = OOSet(['a', 'b'])
     t = commit(conn)
@@ -417,6 +435,7 @@ def test_diff_of_sets(hdb, conn):
     assert str(changes) == "{'a'}: removed 'a'\n{'c'}: added 'c'"
 
 
+@pytest.mark.history
 def test_diff_of_immutables_compares_their_content(hdb, conn):
     with objstore.create(objstore.ImmutableDict) as factory:
         meta = factory({'k': 1, 'tags': ['x']})
@@ -442,6 +461,7 @@ def test_diff_of_immutables_compares_their_content(hdb, conn):
         (('members', 1), REMOVED, 1, None)]
 
 
+@pytest.mark.history
 def test_diff_of_immutable_objects(hdb, conn):
     class_ = Point
     with objstore.create(class_) as factory:
