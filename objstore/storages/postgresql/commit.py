@@ -115,13 +115,17 @@ class Committing:
         if self._voted:
             return list(self._resolved)
         try:
-            self._vote()
+            top = self._vote()
         except BaseException as exc:
             # Release the commit lock now, not at tpc_abort.
             self._store_link.rollback()
             if isinstance(exc, errors.ConflictError):
                 self._force_poll = True
             raise
+        if top:
+            # Not under the store link's lock: new_oid takes the two locks
+            # in the other order.
+            self._shared.note_stored_oid(top)
         self._voted = True
         return list(self._resolved)
 
@@ -134,7 +138,7 @@ class Committing:
             if not self._voted:
                 self.tpc_vote(transaction)
             tid = self._tid
-            self._finishing = True
+            self._begin_finish()
             self._commit(tid)
             try:
                 func(tid)
@@ -144,7 +148,7 @@ class Committing:
                 self._own_tids.append(q.to_int(tid))
                 self._shared.note_commit(q.to_int(tid))
         finally:
-            self._finishing = False
+            self._end_finish()
             self._clear_commit()
             if self._transaction is transaction:
                 self._end_commit()
@@ -182,7 +186,7 @@ class Committing:
             self._tid = self._choose_tid(last)
             self._check_reads(committed)
             self._check_writes(conn, committed)
-            self._write(conn)
+            return self._write(conn)
 
     def _choose_tid(self, last):
         if self._tid is None:
@@ -277,8 +281,7 @@ class Committing:
             if top > shared.oid_limit:
                 # An explicit oid (restore, copy): new_oid must pass it.
                 conn.execute(q.MOVE_OID_BLOCK, ((top - 1) // OID_BLOCK + 1,))
-        if top:
-            shared.note_stored_oid(top)
+        return top
 
     def _same_data_hints(self, conn):
         """``{zoid: prev_txn}`` for the restores whose ``prev_txn`` holds

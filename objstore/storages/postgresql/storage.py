@@ -12,8 +12,9 @@ How the pieces fit (the RelStorage model):
   the previous poll. Loads read that snapshot until the next poll.
 * Commits use a second connection (commit.py); the commit lock is taken
   at ``tpc_vote`` and released by COMMIT or ROLLBACK.
-* New oids come in blocks from a sequence, through a connection shared by
-  the storage and its instances.
+* New oids come in blocks from a sequence, shared by the storage and its
+  instances in the process (a block is drawn on the store connection of
+  the one that runs out).
 """
 import threading
 import time
@@ -47,7 +48,6 @@ class _Shared:
         self.connect_options = connect_options
         self.queries = q.Queries(keep_history)
         self.lock = threading.Lock()
-        self.oid_link = Link(dsn, connect_options, name, 'oid')
         self.oid_next = self.oid_limit = 0     # the block being handed out
         self.latest = 0     # the newest tid known committed (own, notified)
         self.listener = None
@@ -60,10 +60,12 @@ class _Shared:
             self.listener = Listener(self.dsn, self.connect_options,
                                      self.schema.channel, self)
 
-    def new_oid(self):
+    def new_oid(self, link):
+        """The next oid (an int); a new block is drawn through ``link``
+        (the caller's store connection: oids are wanted by writers)."""
         with self.lock:
             if self.oid_next > self.oid_limit or not self.oid_next:
-                with self.oid_link.using('allocating oids') as conn:
+                with link.using('allocating oids') as conn:
                     block = conn.execute(q.NEXT_OID_BLOCK).fetchone()[0]
                 self.oid_next = (block - 1) * OID_BLOCK + 1
                 self.oid_limit = block * OID_BLOCK
@@ -85,7 +87,6 @@ class _Shared:
         listener, self.listener = self.listener, None
         if listener is not None:
             listener.close()
-        self.oid_link.close()
 
 
 @implementer(IStorage, IMVCCStorage, IStorageCurrentRecordIteration,
@@ -162,7 +163,11 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         self._polled_lost = 0       # self._load.lost when the snapshot began
         self._own_tids = []         # own commits since the last poll
         self._force_poll = True
-        self._finishing = False
+        # The thread in tpc_finish, from COMMIT until func returned: other
+        # threads' reads through the storage object wait for it, so none
+        # sees the commit before lastTransaction() may report it.
+        self._finisher = None
+        self._finish_gate = threading.Condition(threading.Lock())
         self._setup_commit()
         if shared.queries.keep_history:
             alsoProvides(self, IStorageUndoable, IStorageIteration)
@@ -261,11 +266,34 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
 
     # -- reading ----------------------------------------------------------
 
+    def _begin_finish(self):
+        self._finisher = threading.get_ident()
+
+    def _end_finish(self):
+        with self._finish_gate:
+            self._finisher = None
+            self._finish_gate.notify_all()
+
+    def _wait_for_finish(self):
+        """Wait while another thread finishes a commit; True if this
+        thread is the one finishing."""
+        finisher = self._finisher
+        if finisher is None:
+            return False
+        if finisher == threading.get_ident():
+            return True
+        with self._finish_gate:
+            while self._finisher is not None:
+                self._finish_gate.wait()
+        return False
+
     def _reader(self):
         """The load connection, open; for an instance, still in the
         snapshot of the last poll."""
         if self._closed:
             self._check_open()
+        if not self._snapshot and self._finisher is not None:
+            self._wait_for_finish()
         if self._snapshot and self._snapshot_lost():
             raise errors.DisconnectedError(
                 '%s: this connection lost its snapshot (its server'
@@ -346,11 +374,11 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         server). An instance: the tid its snapshot shows, or its own
         latest commit."""
         self._check_open()
-        if self._snapshot or self._finishing:
+        if self._snapshot or self._wait_for_finish():
             return self._ltid
         last = q.to_bytes(self._fetch('reading the last tid', q.LAST_TID)[0])
         with self._lock:
-            if last > self._ltid and not self._finishing:
+            if last > self._ltid and self._finisher is None:
                 self._ltid = last
             return self._ltid
 
@@ -389,7 +417,7 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
     def new_oid(self):
         if self._closed or self._read_only:
             self._check_writable()
-        return q.to_bytes(self._shared.new_oid())
+        return q.to_bytes(self._shared.new_oid(self._store_link))
 
     # -- closing ------------------------------------------------------------
 
