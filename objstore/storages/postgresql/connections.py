@@ -15,6 +15,7 @@ import urllib.parse
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 
 from objstore import errors
 
@@ -38,6 +39,23 @@ def describe_dsn(dsn):
         name += '?search_path=%s' % options.split('search_path', 1)[1].lstrip(
             ' =').split()[0]
     return name
+
+
+def connect(dsn, options, name, role):
+    """A new autocommit connection; DisconnectedError if there is none.
+
+    Python ints go to the server as BIGINT whatever their size, so each
+    statement is prepared once, for the column type (oids, tids).
+    """
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, **options)
+    except psycopg.Error as exc:
+        raise errors.DisconnectedError(
+            'cannot connect to %s (%s connection): %s'
+            % (name, role, _text(exc))) from exc
+    conn.adapters.register_dumper(int, Int8Dumper)
+    conn.adapters.register_dumper(int, Int8BinaryDumper)
+    return conn
 
 
 def is_disconnect(conn, exc):
@@ -64,6 +82,7 @@ class Link:
         self.name = name
         self.role = role
         self.conn = None
+        self._cursor = None
         self.lost = 0
         # psycopg serializes statements on one connection itself; this
         # lock keeps a multi-statement exchange (a commit, a pipeline)
@@ -75,15 +94,21 @@ class Link:
         conn = self.conn
         if conn is not None and not conn.closed:
             return conn
-        try:
-            conn = psycopg.connect(self._dsn, autocommit=True,
-                                   **self._options)
-        except psycopg.Error as exc:
-            raise errors.DisconnectedError(
-                'cannot connect to %s (%s connection): %s'
-                % (self.name, self.role, _text(exc))) from exc
-        self.conn = conn
-        return conn
+        with self.lock:
+            if self.conn is not None and not self.conn.closed:
+                return self.conn
+            self.conn = connect(self._dsn, self._options, self.name,
+                                self.role)
+            self._cursor = None
+            return self.conn
+
+    def cursor(self):
+        """A cursor of the open connection, kept for reuse (binary
+        results: records come as bytes without hex decoding)."""
+        cursor = self._cursor
+        if cursor is None or cursor.connection is not self.conn:
+            cursor = self._cursor = self.connect().cursor(binary=True)
+        return cursor
 
     @contextlib.contextmanager
     def using(self, doing):
@@ -131,6 +156,7 @@ class Link:
     def drop(self):
         """Close the connection (a new one opens at the next use)."""
         conn, self.conn = self.conn, None
+        self._cursor = None
         if conn is not None:
             self.lost += 1
             try:
@@ -140,6 +166,7 @@ class Link:
 
     def close(self):
         conn, self.conn = self.conn, None
+        self._cursor = None
         if conn is not None:
             try:
                 conn.close()

@@ -75,7 +75,7 @@ def pack(shared, t, referencesf, gc):
                                        % (shared.name, exc)) from exc
     try:
         with conn:
-            conn.execute('SELECT pg_advisory_lock(%s, %s)',
+            conn.execute('SELECT pg_advisory_lock(%s::int4, %s::int4)',
                          shared.schema.pack_lock_key)
             _pack(conn, shared, stop, referencesf, gc)
     except psycopg.Error as exc:

@@ -19,8 +19,16 @@ def to_bytes(n):
 
 LAST_TID = 'SELECT coalesce(max(tid), 0) FROM transactions'
 
+#: The largest tid, as stored.
+MAX_TID = 2 ** 63 - 1
+
+# The newest tid (the row with a NULL zoid), then (zoid, tid) of the
+# revisions committed after a tid: a poll in one statement.
+_POLL = ('SELECT NULL::bigint, coalesce(max(tid), 0) FROM transactions'
+         ' UNION ALL SELECT zoid, tid FROM object_state WHERE tid > %s')
+
 # The commit lock, then what the vote must see once it holds it.
-LOCK = 'SELECT pg_advisory_xact_lock(%s, %s)'
+LOCK = 'SELECT pg_advisory_xact_lock(%s::int4, %s::int4)'
 
 TRANSACTION_EXISTS = 'SELECT count(*) FROM transactions WHERE tid = %s'
 
@@ -55,6 +63,7 @@ class Queries:
             self.__dict__.update(_FREE)
         self.object_count = (OBJECT_COUNT_PRESERVING if keep_history
                              else OBJECT_COUNT_FREE)
+        self.poll = _POLL
 
 
 _PRESERVING = dict(
@@ -85,8 +94,6 @@ _PRESERVING = dict(
         ' SELECT zoid, %s, seq, state, data_txn FROM unnest('
         '%s::bigint[], %s::bytea[], %s::bigint[]) WITH ORDINALITY'
         ' AS s(zoid, state, data_txn, seq)'),
-    # (zoid, tid) of revisions committed after a tid (polling).
-    changes='SELECT zoid, tid FROM object_state WHERE tid > %s',
     current_record=(
         'SELECT zoid, tid, state FROM object_state o WHERE zoid >= %s'
         ' AND state IS NOT NULL AND tid = (SELECT max(tid) FROM object_state'
@@ -112,7 +119,6 @@ _FREE = dict(
         ' %s::bigint[]) AS s(zoid, state, data_txn)'
         ' ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid,'
         ' state = excluded.state'),
-    changes='SELECT zoid, tid FROM object_state WHERE tid > %s',
     current_record=(
         'SELECT zoid, tid, state FROM object_state WHERE zoid >= %s'
         ' AND state IS NOT NULL ORDER BY zoid LIMIT 2'),

@@ -153,7 +153,7 @@ def _create(conn, keep_history):
             'no schema to create the objstore tables in: the search_path'
             ' names none that exists')
     key = (LOCK_SPACE, schema)
-    conn.execute('SELECT pg_advisory_lock(%s, hashtext(%s))', key)
+    conn.execute('SELECT pg_advisory_lock(%s::int4, hashtext(%s))', key)
     try:
         with conn.transaction():
             meta = _meta(conn)
@@ -165,7 +165,7 @@ def _create(conn, keep_history):
                          ' VALUES (%s, %s)',
                          (SCHEMA_VERSION, bool(keep_history)))
     finally:
-        conn.execute('SELECT pg_advisory_unlock(%s, hashtext(%s))', key)
+        conn.execute('SELECT pg_advisory_unlock(%s::int4, hashtext(%s))', key)
     return SCHEMA_VERSION, bool(keep_history)
 
 

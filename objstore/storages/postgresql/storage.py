@@ -207,19 +207,17 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
             return []
         prev, own = self._polled_tid, self._own_tids
         try:
-            results, lost = self._poll(prev)
+            rows, lost = self._poll(prev)
         except errors.DisconnectedError:
             # The session died between transactions (idle timeout, a
             # restart): nothing was read from the snapshot being left, so
             # a new session takes over silently. Raising here would make
             # a transaction that just committed look failed and be retried.
-            results, lost = self._poll(prev)
-        last = results[0][0][0]
-        changed = ()
-        if prev is not None:
-            skip = set(own)
-            changed = {q.to_bytes(zoid) for zoid, tid in results[1]
-                       if tid <= last and tid not in skip}
+            rows, lost = self._poll(prev)
+        last = max(tid for zoid, tid in rows if zoid is None)
+        skip = set(own)
+        changed = {q.to_bytes(zoid) for zoid, tid in rows
+                   if zoid is not None and tid <= last and tid not in skip}
         self._polled_tid = last
         self._polled_at = time.monotonic()
         self._polled_lost = lost
@@ -230,17 +228,20 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         return list(changed)
 
     def _poll(self, prev):
-        statements = []
-        if self._snapshot:
-            if self._load.in_transaction():
-                statements.append('ROLLBACK')
-            statements.append('BEGIN ISOLATION LEVEL REPEATABLE READ')
-        statements.append(q.LAST_TID)
-        if prev is not None:
-            statements.append(self._q.changes % int(prev))
-        with self._load.using('polling for changes') as conn:
-            results = _result_sets(conn.execute('; '.join(statements)))
-            return results, self._load.lost
+        """One round trip: end the old snapshot, begin the new one, read
+        the newest tid (the row whose zoid is NULL) and what changed since
+        ``prev`` (nothing at the first poll)."""
+        link = self._load
+        with link.using('polling for changes') as conn:
+            cursor = link.cursor()
+            with conn.pipeline():
+                if self._snapshot:
+                    if link.in_transaction():
+                        conn.execute('ROLLBACK')
+                    conn.execute('BEGIN ISOLATION LEVEL REPEATABLE READ')
+                cursor.execute(self._q.poll,
+                               (q.MAX_TID if prev is None else prev,))
+            return cursor.fetchall(), link.lost
 
     def _can_skip_poll(self):
         shared = self._shared
@@ -308,7 +309,8 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         # fetch of its result (psycopg's prepared-statement cache races).
         with self._load.lock:
             try:
-                cursor = conn.execute(query, params)
+                cursor = self._load.cursor()
+                cursor.execute(query, params)
                 return cursor.fetchall() if many else cursor.fetchone()
             except psycopg.Error as exc:
                 raise self._load.failure(conn, exc, doing) from exc
@@ -441,13 +443,3 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         return '<%s %s%s>' % (type(self).__name__, self.__name__,
                               ' instance' if self._snapshot else '')
 
-
-def _result_sets(cursor):
-    """The rows of every statement of a multi-statement execute that
-    returned rows, in order."""
-    sets = []
-    while True:
-        if cursor.description is not None:
-            sets.append(cursor.fetchall())
-        if not cursor.nextset():
-            return sets
