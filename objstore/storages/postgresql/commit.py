@@ -170,14 +170,10 @@ class Committing:
         link = self._store_link
         oids = list(self._records)
         oids.extend(oid for oid in self._checks if oid not in self._records)
+        # A lost session raises DisconnectedError here (the transaction
+        # is retried whole); the link opens a new one at the next use.
+        last_cursor, serials_cursor = self._lock_and_read(link, oids)
         with link.using('voting') as conn:
-            with conn.pipeline():
-                conn.execute('BEGIN')
-                conn.execute(q.LOCK, self._shared.schema.lock_key)
-                last_cursor = conn.execute(q.LAST_TID)
-                serials_cursor = conn.execute(
-                    self._q.current_serials,
-                    ([q.to_int(oid) for oid in oids],)) if oids else None
             last = last_cursor.fetchone()[0]
             committed = {} if serials_cursor is None else {
                 q.to_bytes(zoid): (q.to_bytes(tid), deleted)
@@ -187,6 +183,19 @@ class Committing:
             self._check_reads(committed)
             self._check_writes(conn, committed)
             return self._write(conn)
+
+    def _lock_and_read(self, link, oids):
+        """Begin, take the commit lock, and ask for the newest tid and the
+        committed serials of ``oids``: one round trip."""
+        with link.using('voting') as conn:
+            with conn.pipeline():
+                conn.execute('BEGIN')
+                conn.execute(q.LOCK, self._shared.schema.lock_key)
+                last_cursor = conn.execute(q.LAST_TID)
+                serials_cursor = conn.execute(
+                    self._q.current_serials,
+                    ([q.to_int(oid) for oid in oids],)) if oids else None
+        return last_cursor, serials_cursor
 
     def _choose_tid(self, last):
         if self._tid is None:

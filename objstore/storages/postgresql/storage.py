@@ -206,6 +206,9 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         if self._can_skip_poll():
             return []
         prev, own = self._polled_tid, self._own_tids
+        # Before the round trip: a listener that was listening by then
+        # has seen every commit the new snapshot lacks.
+        started = time.monotonic()
         try:
             rows, lost = self._poll(prev)
         except errors.DisconnectedError:
@@ -219,7 +222,7 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         changed = {q.to_bytes(zoid) for zoid, tid in rows
                    if zoid is not None and tid <= last and tid not in skip}
         self._polled_tid = last
-        self._polled_at = time.monotonic()
+        self._polled_at = started
         self._polled_lost = lost
         self._own_tids = []
         self._force_poll = False
