@@ -84,8 +84,7 @@ from zope.interface import implementer
 from objstore import errors
 from objstore import interfaces
 from objstore.serialize import references
-from objstore.storages.base import (
-    BaseStorage, TransactionMeta, maxtid, p64, u64, z64)
+from objstore.storages.base import BaseStorage, p64
 from objstore.storages.pmem import collect
 from objstore.storages.pmem import format as fmt
 from objstore.storages.pmem import opening
@@ -93,6 +92,7 @@ from objstore.storages.pmem import table
 from objstore.storages.pmem.allocator import FreeSpace, Pending
 from objstore.storages.pmem.commit import REMOVE, Committing
 from objstore.storages.pmem.instance import PMemInstance
+from objstore.storages.pmem.reading import Reading
 from objstore.storages.pmem.snapshot import Snapshot
 from objstore.storages.pmem.window import Window
 
@@ -108,7 +108,7 @@ __all__ = ['PMemStorage', 'REMOVE', 'DEFAULT_POOL_SIZE', 'MIN_POOL_SIZE']
              interfaces.IStorageCurrentRecordIteration,
              interfaces.ReadVerifyingStorage, interfaces.IExternalGC,
              interfaces.IHistoryWindow)
-class PMemStorage(Committing, BaseStorage):
+class PMemStorage(Reading, Committing, BaseStorage):
     """An MVCC storage in one memory-mapped pool file, without history.
 
     ``PMemStorage(path, pool_size=DEFAULT_POOL_SIZE, create=False,
@@ -409,74 +409,6 @@ class PMemStorage(Committing, BaseStorage):
         with self._lock:
             self._check_open()
             return self._window.current.count
-
-    def loadBefore(self, oid, tid):  # ZODB's protocol name
-        """``(data, start, end)`` of the revision of ``oid`` just before
-        ``tid``; see ``IStorage.loadBefore``. HistoryUnavailable when that
-        moment is before the window."""
-        with self._lock:
-            self._check_open()
-            if tid >= maxtid:
-                snapshot = self._window.current
-            elif tid == z64:
-                # Before the first transaction: nothing existed.
-                if not self._revisions(oid):
-                    raise errors.POSKeyError(oid)
-                return None
-            else:
-                snapshot = self._window.snapshot_before(tid)
-                if snapshot is None:
-                    raise self._unavailable(tid)
-            n = u64(oid)
-            offset = snapshot.offset(n)
-            if not offset:
-                if any(s.offset(n) for s in self._window.after(snapshot)):
-                    return None
-                raise errors.POSKeyError(oid)
-            data, start = snapshot.load(oid)
-            for later in self._window.after(snapshot):
-                if later.offset(n) != offset:
-                    return data, start, later.tid
-            return data, start, None
-
-    def loadSerial(self, oid, serial):  # ZODB's protocol name
-        """The data ``oid`` had in transaction ``serial``, if the window
-        still holds that revision; POSKeyError otherwise."""
-        with self._lock:
-            self._check_open()
-            for offset, snapshot in self._revisions(oid):
-                data, tid = snapshot.record(offset, oid)
-                if tid == serial and data is not None:
-                    return data
-                if tid <= serial:
-                    break
-        raise errors.POSKeyError(oid)
-
-    def history(self, oid, size=1):
-        """The revisions of ``oid`` the window holds, newest first (user
-        and description only for commits inside the window)."""
-        with self._lock:
-            self._check_open()
-            out = []
-            for offset, snapshot in self._revisions(oid)[:size]:
-                length, tid = snapshot.header(offset, oid)
-                meta = self._window.metas.get(tid) or TransactionMeta(tid)
-                out.append(meta.info(serial=tid, size=length))
-        if not out:
-            raise errors.POSKeyError(oid)
-        return out
-
-    def _revisions(self, oid):
-        """``(offset, snapshot)`` of each distinct record of ``oid`` in the
-        window, newest first (lock held)."""
-        n = u64(oid)
-        out, seen = [], set()
-        for snapshot in self._window.newest_first():
-            offset = snapshot.offset(n)
-            if offset and offset not in seen:
-                seen.add(offset)
-                out.append((offset, snapshot))
-        return out
 
     # -- no undo (ZODB's tools ask for these) --------------------------------
 
