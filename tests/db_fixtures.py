@@ -13,7 +13,7 @@ from objstore.storages.file import FileStorage
 from objstore.storages.memory import MemoryStorage
 from objstore.storages.pmem import PMemStorage
 
-STORAGES = ['memory', 'file', 'pmem']
+STORAGES = ['memory', 'file', 'pmem', 'postgresql']
 #: Kinds that keep no history: tests marked ``history`` do not run on them.
 NO_HISTORY = frozenset({'pmem'})
 
@@ -31,11 +31,19 @@ class StorageFactory:
         self.kind = kind
         self.path = tmp_path / 'Data.fs'
         self.keeps_data = kind != 'memory'
+        self.dsn = None
         self.made = []
 
     def __call__(self, read_only=False):
         if self.kind == 'memory':
             storage = MemoryStorage()
+        elif self.kind == 'postgresql':
+            from objstore.storages import PostgreSQLStorage
+            from objstore.testing.pg import new_schema_dsn
+            if self.dsn is None:
+                # A schema of its own, in one database for the process.
+                self.dsn = new_schema_dsn()
+            storage = PostgreSQLStorage(self.dsn, read_only=read_only)
         elif self.kind == 'pmem':
             path = self.path.with_suffix('.pool')
             storage = PMemStorage(path, create=not path.exists(),
