@@ -60,6 +60,7 @@ class TestHistoryPreserving(
 class TestHistoryFree(
         _PG,
         testing.BasicConformance,
+        testing.IStorageIterationConformance,
         testing.ConflictConformance,
         testing.ConcurrencyConformance,
         testing.IStorageCurrentRecordIterationConformance,
@@ -74,8 +75,10 @@ class TestHistoryFree(
     readers pinned to a past tid while writers go on, conflict resolution
     through the storage object (it needs the revision the transaction
     started from; instances resolve from their snapshot, tested in
-    test_pg_storage_db.py), and pack's rules about revisions before the pack
-    time (history-free pack is garbage collection, tested below).
+    test_pg_storage_db.py), iteration of earlier revisions (it shows
+    current records, in the transactions that wrote them), and pack's rules
+    about revisions before the pack time (history-free pack is garbage
+    collection, tested below).
     """
 
     keep_history = False
@@ -91,6 +94,12 @@ class TestHistoryFree(
     test_pack_past_the_deletion_removes_the_object = None
     test_revision_current_at_t_and_later_ones_stay = None
     test_objects_unlinked_after_t_stay = None
+    # Iteration shows the records still current, so earlier transactions
+    # of a changed object come without it; pack marks nothing packed.
+    test_transactions_in_commit_order_with_metadata = None
+    test_iteration_after_pack_shows_only_kept_records = None
+    test_pack_marks_kept_transactions_and_drops_emptied_ones = None
+    test_the_newest_transaction_stays_even_when_pack_empties_it = None
 
 
 # -- what only PostgreSQLStorage promises -----------------------------------
@@ -276,7 +285,6 @@ def test_a_stale_store_on_another_storage_conflicts(dsn, opened):
 def test_history_free_reads_the_current_revision_only(dsn, opened):
     storage = opened(dsn, keep_history=False)
     assert not IStorageUndoable.providedBy(storage)
-    assert not IStorageIteration.providedBy(storage)
     assert storage.supportsUndo() is False and storage.undoLog() == []
     oid, t1 = new_object(storage, 1)
     t2 = set_value(storage, oid, 2)
@@ -310,6 +318,24 @@ def test_history_free_pack_collects_garbage_and_deletions(dsn, opened):
         with pytest.raises(errors.POSKeyError):
             storage.load(oid)
     assert value_of(current(storage, b)[0]) == 'b'
+
+
+def test_history_free_iteration_shows_current_records(dsn, opened):
+    from objstore.storages.memory import MemoryStorage
+    storage = opened(dsn, keep_history=False)
+    a, ta = new_object(storage, 'a1')
+    b, tb = new_object(storage, 'b')
+    ta2 = commit(storage, {a: (ta, record('a2'))}, description='second')
+    txns = list(storage.iterator())
+    assert [t.tid for t in txns] == [ta, tb, ta2]
+    assert [[r.oid for r in t] for t in txns] == [[], [b], [a]]
+    assert txns[2].description == b'second'
+    storage.pack(time.time() + 1, references, gc=False)
+    assert [t.tid for t in storage.iterator()] == [tb, ta2]
+    copy = MemoryStorage()
+    copy.copyTransactionsFrom(storage)
+    assert current(copy, a) == (record('a2'), ta2)
+    assert current(copy, b) == (record('b'), tb)
 
 
 def test_history_free_instances_resolve_conflicts_from_their_snapshot(

@@ -10,6 +10,10 @@ into the test module: ``from objstore.testing.pg import pg_database``):
   and dropped after it (its leftover sessions are terminated first);
 * ``pg_module_database``: one such database shared by a test module.
 
+Storage factories that are not fixtures (``tests/db_fixtures.py``) call
+:func:`new_schema_dsn`: a schema of its own in one database shared by the
+whole test process (dropped when the process exits).
+
 Without a reachable server these skip, saying why, except when the
 environment variable ``CI`` is ``true``: CI must run them, so they fail.
 
@@ -17,6 +21,8 @@ The URIs are ``postgresql://user@host:port/objstore_test_<random>``: both
 ``psycopg.connect`` and ``PostgreSQLStorage`` take them, and so does
 ``objstore.open``.
 """
+import atexit
+import itertools
 import os
 import secrets
 import urllib.parse
@@ -24,15 +30,17 @@ import urllib.parse
 import pytest
 
 __all__ = ['server_dsn', 'pg_dsn_or_skip', 'create_database',
-           'drop_database', 'database_uri', 'schema_dsn', 'pg_database',
-           'pg_module_database']
+           'drop_database', 'database_uri', 'schema_dsn', 'new_schema_dsn',
+           'shared_database', 'pg_database', 'pg_module_database']
 
 HOST = '127.0.0.1'
 PORT = 5432
 USERS = ('postgres', 'root')
 PREFIX = 'objstore_test_'
 
-_found = []     # [(admin_dsn, uri_base)] once a server answered, or [None]
+_found = []     # [(admin_dsn, why)] once the server was looked for
+_shared = []    # [(name, uri)] of the database new_schema_dsn uses
+_schema_numbers = itertools.count(1)
 
 
 def _connect(dsn):
@@ -133,6 +141,26 @@ def schema_dsn(uri, schema):
     separator = '&' if '?' in uri else '?'
     return '%s%soptions=%s' % (uri, separator, urllib.parse.quote(
         '-csearch_path=%s' % schema, safe=''))
+
+
+def shared_database():
+    """The URI of one database for the whole test process, created at the
+    first call (skips the calling test when there is no server) and
+    dropped when the process exits."""
+    if not _shared:
+        admin = pg_dsn_or_skip()
+        name, uri = create_database(admin)
+        _shared.append((name, uri))
+        atexit.register(drop_database, name, admin)
+    return _shared[0][1]
+
+
+def new_schema_dsn():
+    """A DSN whose tables go to a new, empty schema of
+    :func:`shared_database`: a storage made on it starts empty, and
+    another made on the same DSN sees the same data."""
+    return schema_dsn(shared_database(),
+                      'objstore_%d_%d' % (os.getpid(), next(_schema_numbers)))
 
 
 @pytest.fixture

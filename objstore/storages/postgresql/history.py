@@ -1,8 +1,8 @@
 """Undo, the undo log, iteration and pack of the PostgreSQL storage.
 
-History-free storages have no undo and no iteration (``supportsUndo()`` is
-false, and they do not declare the interfaces); pack collects garbage in
-both modes (pack.py).
+History-free storages have no undo (``supportsUndo()`` is false and they
+do not declare IStorageUndoable); their iteration shows current records
+only; pack collects garbage in both modes (pack.py).
 """
 from objstore import conflict, errors
 from objstore.storages.base import (
@@ -40,9 +40,6 @@ _TRANSACTIONS = (
     'SELECT tid, packed, username, description, extension FROM transactions'
     ' WHERE tid >= %s AND tid <= %s ORDER BY tid LIMIT %s')
 
-_RECORDS = (
-    'SELECT tid, zoid, state, data_txn FROM object_state'
-    ' WHERE tid = ANY(%s) ORDER BY tid, seq')
 
 
 def _meta(tid, user, description, extension, packed=False):
@@ -156,12 +153,13 @@ class Histories:
 
     def iterator(self, start=None, stop=None):
         """Transactions with ``start <= tid <= stop``, oldest first, as
-        committed when this method was called (read a page at a time)."""
+        committed when this method was called (read a page at a time).
+
+        History-free, each transaction holds only its records that are
+        still current (a copy gets the current state of every object,
+        with the tids and metadata of the transactions that wrote it).
+        """
         self._check_open()
-        if not self._q.keep_history:
-            raise errors.Unsupported('%s keeps no history: it has no'
-                                     ' transactions to iterate'
-                                     % self.__name__)
         last = q.to_int(self.lastTransaction())
         low = q.to_int(start or z64)
         high = last if stop is None else min(q.to_int(stop), last)
@@ -175,7 +173,7 @@ class Histories:
                 return
             records = {}
             for tid, zoid, state, data_txn in self._fetch(
-                    'iterating', _RECORDS, ([row[0] for row in rows],),
+                    'iterating', self._q.records, ([row[0] for row in rows],),
                     many=True):
                 records.setdefault(tid, []).append(DataRecord(
                     q.to_bytes(zoid), q.to_bytes(tid), state,

@@ -17,8 +17,8 @@ while it works out what to remove:
    or removed when they keep no record (the newest transaction stays).
 
 History-free, only the collection happens (from the current revisions),
-deletion records older than the pack time go, and so do transaction rows
-older than it (kept only to settle commits whose outcome was unknown).
+deletion records older than the pack time go, and so do the rows of
+transactions before it that no current record names any more.
 A second pack waits for the first (a session advisory lock).
 """
 import psycopg
@@ -59,9 +59,6 @@ _HISTORY_START = (
 _OLD_DELETIONS_FREE = (
     'DELETE FROM object_state WHERE state IS NULL AND tid < %(stop)s')
 
-_OLD_TRANSACTIONS_FREE = (
-    'DELETE FROM transactions WHERE tid < %(stop)s'
-    ' AND tid <> (SELECT max(tid) FROM transactions)')
 
 
 def pack(shared, t, referencesf, gc):
@@ -118,7 +115,7 @@ def _pack(conn, shared, stop, referencesf, gc):
             conn.execute(_HISTORY_START, params)
         else:
             conn.execute(_OLD_DELETIONS_FREE, params)
-            conn.execute(_OLD_TRANSACTIONS_FREE, params)
+            conn.execute(_EMPTIED_TRANSACTIONS, params)
 
 
 class Graph:

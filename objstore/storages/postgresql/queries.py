@@ -94,6 +94,9 @@ _PRESERVING = dict(
         ' SELECT zoid, %s, seq, state, data_txn FROM unnest('
         '%s::bigint[], %s::bytea[], %s::bigint[]) WITH ORDINALITY'
         ' AS s(zoid, state, data_txn, seq)'),
+    records=(
+        'SELECT tid, zoid, state, data_txn FROM object_state'
+        ' WHERE tid = ANY(%s) ORDER BY tid, seq'),
     current_record=(
         'SELECT zoid, tid, state FROM object_state o WHERE zoid >= %s'
         ' AND state IS NOT NULL AND tid = (SELECT max(tid) FROM object_state'
@@ -114,11 +117,16 @@ _FREE = dict(
         ' LEFT JOIN transactions t ON t.tid = o.tid'
         ' WHERE o.zoid = %s LIMIT %s'),
     insert_objects=(
-        'INSERT INTO object_state (zoid, tid, state)'
-        ' SELECT zoid, %s, state FROM unnest(%s::bigint[], %s::bytea[],'
-        ' %s::bigint[]) AS s(zoid, state, data_txn)'
+        'INSERT INTO object_state (zoid, tid, seq, state)'
+        ' SELECT zoid, %s, seq, state FROM unnest(%s::bigint[],'
+        ' %s::bytea[], %s::bigint[]) WITH ORDINALITY'
+        ' AS s(zoid, state, data_txn, seq)'
         ' ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid,'
-        ' state = excluded.state'),
+        ' seq = excluded.seq, state = excluded.state'),
+    # The records of some transactions still current, for iteration.
+    records=(
+        'SELECT tid, zoid, state, NULL::bigint FROM object_state'
+        ' WHERE tid = ANY(%s) ORDER BY tid, seq'),
     current_record=(
         'SELECT zoid, tid, state FROM object_state WHERE zoid >= %s'
         ' AND state IS NOT NULL ORDER BY zoid LIMIT 2'),

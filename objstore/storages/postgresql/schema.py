@@ -13,14 +13,15 @@ read as signed 64-bit integers; every tid ZODB can make is below 2**63):
 2. ``transactions``: one row per committed transaction. ``tid`` (primary
    key), ``packed`` (status ``'p'``: thinned by pack, not undoable),
    ``username``, ``description``, ``extension`` (the pickled extension
-   dict, as given). Also kept history-free, where it is how a commit whose
-   outcome was unknown is looked up (pack trims it there).
+   dict, as given). Also kept history-free (iteration, and looking up a
+   commit whose outcome was unknown); pack removes the rows of
+   transactions none of whose records is left.
 3. ``object_state``: object revisions. ``zoid``, ``tid``, ``state`` (the
    record; NULL for a deletion record). History-preserving: every revision
-   (primary key ``(zoid, tid)``), plus ``seq`` (the store order within its
-   transaction, for iteration) and ``data_txn`` (an earlier tid holding the
-   same data: undo and restore). History-free: the current revision only
-   (primary key ``zoid``). Both index ``tid`` (polling, iteration).
+   (primary key ``(zoid, tid)``) and ``data_txn`` (an earlier tid holding
+   the same data: undo and restore). History-free: the current revision
+   only (primary key ``zoid``). Both have ``seq`` (the store order within
+   the transaction, for iteration) and index ``tid`` (polling, iteration).
 4. ``oid_seq``: the sequence new oids are drawn from, one block of
    :data:`OID_BLOCK` oids per value.
 
@@ -74,6 +75,7 @@ _HISTORY_FREE = """
 CREATE TABLE object_state (
     zoid  BIGINT PRIMARY KEY,
     tid   BIGINT NOT NULL,
+    seq   INTEGER NOT NULL,
     state BYTEA
 );
 CREATE INDEX object_state_tid ON object_state (tid);

@@ -89,7 +89,8 @@ class _Shared:
             listener.close()
 
 
-@implementer(IStorage, IMVCCStorage, IStorageCurrentRecordIteration,
+@implementer(IStorage, IMVCCStorage, IStorageIteration,
+             IStorageCurrentRecordIteration,
              ReadVerifyingStorage, IExternalGC, IStorageRestoreable,
              IHistoryWindow)
 class PostgreSQLStorage(Committing, Histories, BaseStorage):
@@ -100,7 +101,7 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
     a libpq connection string or URI; ``options`` go to
     ``psycopg.connect`` (``connect_timeout``, ``application_name``...).
     ``keep_history=False`` keeps only current revisions: no undo, no
-    iteration, no time travel before the newest commit. The tables are
+    time travel before the newest commit, iteration of current records. The tables are
     created on first use (``create_schema``) and carry a version; tables
     of a newer objstore raise ``UnsupportedVersionError``.
 
@@ -153,6 +154,8 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
     def _setup(self, shared, snapshot):
         self._shared = shared
         self._q = shared.queries
+        #: Whether the storage keeps every revision (False: current only).
+        self.keep_history = shared.queries.keep_history
         self._snapshot = snapshot
         self._load = Link(shared.dsn, shared.connect_options, shared.name,
                           'load')
@@ -170,12 +173,7 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         self._finish_gate = threading.Condition(threading.Lock())
         self._setup_commit()
         if shared.queries.keep_history:
-            alsoProvides(self, IStorageUndoable, IStorageIteration)
-
-    @property
-    def keep_history(self):
-        """Whether the storage keeps every revision (False: current only)."""
-        return self._q.keep_history
+            alsoProvides(self, IStorageUndoable)
 
     # -- IMVCCStorage -----------------------------------------------------
 
