@@ -286,3 +286,16 @@ def test_zodb_databases_share_it_as_an_mvcc_storage(dsn, keep_history):
     finally:
         for db in dbs:
             db.close()
+
+
+def test_invalidate_cache_makes_every_connection_reload(open_db):
+    db = open_db()
+    c, tm = connect(db)
+    c.root()['item'] = Item(value=1)
+    tm.commit()
+    item = c.root()['item']
+    assert item.value == 1
+    db.invalidateCache()
+    tm.begin()
+    assert item._p_changed is None      # a ghost: reloaded at next use
+    assert item.value == 1

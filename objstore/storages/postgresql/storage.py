@@ -199,10 +199,12 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         """Move to the newest snapshot; return the oids other commits
         created or changed since the previous poll (a list, each oid once;
         empty at the first poll: ZODB's Connection hands it to
-        ``PickleCache.invalidate``, which takes no set)."""
+        ``PickleCache.invalidate``, which takes no set), or None after
+        ``drop_cache_at_next_poll()``."""
         self._check_open()
+        drop, self._drop_cache = self._drop_cache, False
         if self._can_skip_poll():
-            return []
+            return None if drop else []
         prev, own = self._polled_tid, self._own_tids
         # Before the round trip: a listener that was listening by then
         # has seen every commit the new snapshot lacks.
@@ -226,7 +228,14 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         self._force_poll = False
         self._shared.note_commit(last)
         self._ltid = q.to_bytes(last)
-        return list(changed)
+        return None if drop else list(changed)
+
+    _drop_cache = False
+
+    def drop_cache_at_next_poll(self):
+        """Make the next ``poll_invalidations()`` return None, so the
+        connection drops its whole cache (``DB.invalidateCache``)."""
+        self._drop_cache = True
 
     def _poll(self, prev):
         """One round trip: end the old snapshot, begin the new one, read
