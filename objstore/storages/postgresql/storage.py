@@ -20,6 +20,7 @@ import threading
 import time
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from zope.interface import alsoProvides, implementer
 
 from objstore import errors
@@ -34,6 +35,10 @@ from objstore.storages.postgresql.connections import Link, describe_dsn
 from objstore.storages.postgresql.history import Histories
 from objstore.storages.postgresql.listener import Listener
 from objstore.storages.postgresql.schema import OID_BLOCK, open_schema
+
+
+#: Seconds to wait for a connection when the DSN and options name none.
+CONNECT_TIMEOUT = 10
 
 
 class _Shared:
@@ -99,11 +104,13 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
     ``PostgreSQLStorage(dsn, keep_history=True, create_schema=True,
     read_only=False, poll_interval=0, name=None, **options)``: ``dsn`` is
     a libpq connection string or URI; ``options`` go to
-    ``psycopg.connect`` (``connect_timeout``, ``application_name``...).
-    ``keep_history=False`` keeps only current revisions: no undo, no
-    time travel before the newest commit, iteration of current records. The tables are
-    created on first use (``create_schema``) and carry a version; tables
-    of a newer objstore raise ``UnsupportedVersionError``.
+    ``psycopg.connect`` (``application_name``..., and ``connect_timeout``,
+    10 seconds unless the DSN or the options say otherwise); ``name`` is
+    what ``getName()`` says (default: the DSN without its password).
+    ``keep_history=False`` keeps only current revisions: no undo, no time
+    travel before the newest commit, iteration of current records. The
+    tables are created on first use (``create_schema``) and carry a
+    version; tables of a newer objstore raise ``UnsupportedVersionError``.
 
     ``poll_interval`` (seconds): 0 makes every transaction start ask the
     server what changed (one round trip), so it sees every commit that
@@ -137,6 +144,10 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
                 'poll_interval must be 0 or more seconds, not %r'
                 % (poll_interval,))
         name = name or describe_dsn(dsn)
+        if 'connect_timeout' not in options and \
+                'connect_timeout' not in conninfo_to_dict(dsn):
+            # Without one, libpq waits forever for an unreachable server.
+            options['connect_timeout'] = CONNECT_TIMEOUT
         super().__init__(name, read_only)
         shared = _Shared(dsn, name, bool(keep_history), bool(read_only),
                          poll_interval, options)
