@@ -96,6 +96,7 @@ class Connection(DataManager):
         self._read_current = {}         # oid -> serial readCurrent saw
         self._resolved = []             # oids the last commit merged
         self._poll_missed = False       # a poll failed after a commit
+        self._prefetched = None         # (oid, (data, serial)) get() read
         self._savepoints = None         # SavepointStore while there are some
         self._loading = None            # the object setstate is filling
         self._referrers = {}            # ghost oid -> (holder oid, class)
@@ -188,8 +189,14 @@ class Connection(DataManager):
         obj = self._added.get(oid)
         if obj is not None:
             return obj
-        data = self._load(oid)[0]
-        return self._cache_ghost(oid, self._reader.new_ghost(oid, data))
+        loaded = self._load(oid)
+        obj = self._cache_ghost(oid, self._reader.new_ghost(oid, loaded[0]))
+        # Read for the class; the object's first use reads the same record
+        # from the same snapshot: keep it for setstate (not with savepoints,
+        # whose rollback can change what a load returns).
+        if self._savepoints is None:
+            self._prefetched = (oid, loaded)
+        return obj
 
     __getitem__ = get
 
@@ -295,7 +302,12 @@ class Connection(DataManager):
                 % (class_path(obj), oid_repr(oid)))
         holder, self._loading = self._loading, obj
         try:
-            data, serial = self._load(oid)
+            prefetched, self._prefetched = self._prefetched, None
+            if (prefetched is not None and prefetched[0] == oid
+                    and self._savepoints is None):
+                data, serial = prefetched[1]
+            else:
+                data, serial = self._load(oid)
             self._reader.set_ghost_state(obj, data)
         except errors.POSKeyError as exc:
             if exc.referenced_by is None and exc.args and exc.args[0] == oid:
@@ -362,6 +374,7 @@ class Connection(DataManager):
     def newTransaction(self, transaction, sync=True):
         """Move to the latest snapshot; ghost what others changed."""
         self._read_current.clear()
+        self._prefetched = None
         storage = self._storage
         if storage is None:
             return

@@ -392,3 +392,29 @@ def test_an_object_whose_class_is_gone_loads_broken(db, conn):
         assert other.root.kept.a == 1
     finally:
         close_connection(other)
+
+
+def test_get_then_first_use_reads_the_record_once(db):
+    with db.transaction() as connection:
+        connection.root()['item'] = stored = Item(a=1)
+    oid = stored._p_oid
+    # The pooled connection has the item cached: hold it, take a new one.
+    busy = db.open(transaction.TransactionManager())
+    connection = db.open(transaction.TransactionManager())
+    try:
+        assert connection._cache.get(oid) is None
+        loads = []
+        load = connection._storage.load
+
+        def counting_load(oid):
+            loads.append(oid)
+            return load(oid)
+        connection._storage.load = counting_load
+        item = connection.get(oid)
+        assert item._p_changed is None          # a ghost
+        assert item.a == 1 and loads == [oid]   # the record get() read
+        connection.cacheMinimize()
+        assert item.a == 1 and loads == [oid, oid]
+    finally:
+        connection.close()
+        busy.close()
