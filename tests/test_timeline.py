@@ -37,17 +37,10 @@ def commit(conn, note='', user=None, **extension):
     return conn.db().lastTransaction()
 
 
-def keeps_history(database):
-    # Kinds added to db_fixtures later may keep no history (pmem);
-    # test_storage_without_history_refuses covers those.
-    keep = getattr(database.storage, 'keep_history', True)
-    return keep() if callable(keep) else keep
-
-
 @pytest.fixture
 def hdb(db):
-    if not keeps_history(db):
-        pytest.skip('%s keeps no history' % db.getName())
+    # Tests taking it are marked history: db_fixtures.NO_HISTORY kinds
+    # (pmem) do not run them; test_pmem_history_is_unavailable covers those.
     return db
 
 
@@ -97,6 +90,7 @@ def test_history_lists_each_commit_touching_the_object_newest_first(
         'second', 'create']
 
 
+@pytest.mark.history
 def test_revisions_are_frozen_values(conn, story):
     revision = history(conn.root.item)[0]
     with pytest.raises(AttributeError):
@@ -140,6 +134,7 @@ def test_history_refuses_naive_datetimes_and_other_moments(conn, story):
         as_of(item, datetime.datetime.now())
 
 
+@pytest.mark.history
 def test_history_of_objects_not_stored(hdb, conn):
     with pytest.raises(TypeError, match='persistent'):
         history({'a': 1})
@@ -151,6 +146,7 @@ def test_history_of_objects_not_stored(hdb, conn):
     assert history(new) == []       # an oid, but nothing committed yet
 
 
+@pytest.mark.history
 def test_history_includes_commits_of_other_connections(hdb, conn, story):
     other = open_connection(hdb)
     try:
@@ -234,6 +230,7 @@ def test_as_of_connection_is_released_on_close_or_collection(hdb, conn,
     assert jar() is None
 
 
+@pytest.mark.history
 def test_as_of_after_pack_raises_history_unavailable(hdb, conn, story):
     item = conn.root.item
     hdb.pack()
@@ -282,6 +279,7 @@ def test_storage_without_history_refuses(storage_factory):
             close_connection(conn)
 
 
+@pytest.mark.history
 def test_storage_keeping_only_current_states_in_its_window(
         hdb, conn, story, monkeypatch):
     # As a storage keeping no history but saying nothing of it (pmem): its
@@ -299,6 +297,7 @@ def test_storage_keeping_only_current_states_in_its_window(
     assert [r.tid for r in history(item)] == [story[2]]
 
 
+@pytest.mark.history
 def test_storage_whose_history_raises(hdb, conn, monkeypatch):
     conn.root.item = item = Item(a=1)
     commit(conn)
@@ -573,3 +572,20 @@ def test_diff_of_lists_applies_in_order(a, b):
     assert _apply(a, changes) == b
     # Aligned, not positional: never more changes than a positional diff.
     assert len(changes) <= max(len(a), len(b))
+
+
+def test_pmem_history_is_unavailable(tmp_path):
+    from objstore.storages import PMemStorage
+    with DB(PMemStorage(tmp_path / 'Data.pool')) as database:
+        conn = open_connection(database)
+        try:
+            conn.root.item = item = Item(a=1)
+            tid = commit(conn)
+            with pytest.raises(errors.HistoryUnavailable,
+                               match='keeps no history'):
+                history(item)
+            with pytest.raises(errors.HistoryUnavailable,
+                               match='keeps no history'):
+                as_of(item, tid)
+        finally:
+            close_connection(conn)

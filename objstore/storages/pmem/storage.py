@@ -155,6 +155,10 @@ class PMemStorage(Reading, Committing, BaseStorage):
     commit).
     """
 
+    # Read by objstore.history()/as_of() and tools (RelStorage's name):
+    # the pool keeps only the revisions open snapshots still read.
+    keep_history = False
+
     def __init__(self, path, pool_size=DEFAULT_POOL_SIZE, create=False,
                  read_only=False, grow=True):
         path = os.path.abspath(os.fspath(path))
