@@ -13,9 +13,9 @@ from objstore.storages.file import FileStorage
 from objstore.storages.memory import MemoryStorage
 from objstore.storages.pmem import PMemStorage
 
-STORAGES = ['memory', 'file', 'pmem', 'postgresql']
+STORAGES = ['memory', 'file', 'pmem', 'postgresql', 'postgresql-hf']
 #: Kinds that keep no history: tests marked ``history`` do not run on them.
-NO_HISTORY = frozenset({'pmem'})
+NO_HISTORY = frozenset({'pmem', 'postgresql-hf'})
 
 
 class StorageFactory:
@@ -37,13 +37,15 @@ class StorageFactory:
     def __call__(self, read_only=False):
         if self.kind == 'memory':
             storage = MemoryStorage()
-        elif self.kind == 'postgresql':
+        elif self.kind.startswith('postgresql'):
             from objstore.storages import PostgreSQLStorage
             from objstore.testing.pg import new_schema_dsn
             if self.dsn is None:
                 # A schema of its own, in one database for the process.
                 self.dsn = new_schema_dsn()
-            storage = PostgreSQLStorage(self.dsn, read_only=read_only)
+            storage = PostgreSQLStorage(
+                self.dsn, keep_history=self.kind == 'postgresql',
+                read_only=read_only)
         elif self.kind == 'pmem':
             path = self.path.with_suffix('.pool')
             storage = PMemStorage(path, create=not path.exists(),
