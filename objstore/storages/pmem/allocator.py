@@ -13,18 +13,46 @@ open snapshot older than that commit remains.
 """
 import bisect
 import collections
+import operator
 
 
 class FreeSpace:
     """Disjoint free extents with best-fit allocation."""
 
     def __init__(self, extents=()):
-        self._starts = []           # sorted extent offsets
-        self._length = {}           # offset -> length
-        self._by_size = []          # sorted (length, offset)
-        self._total = 0
-        for offset, length in extents:
-            self.free(offset, length)
+        """``extents``: free (offset, length) pairs sorted by offset, none
+        overlapping; touching ones are merged. Raises ValueError if they
+        are out of order or overlap."""
+        extents = list(extents)
+        starts, lengths = zip(*extents) if extents else ((), ())
+        self._build(starts, lengths)
+
+    @classmethod
+    def from_columns(cls, starts, lengths):
+        """The same from the offsets and the lengths in two sequences (as
+        a saved free-space list is read back)."""
+        free = cls.__new__(cls)
+        free._build(starts, lengths)
+        return free
+
+    def _build(self, starts, lengths):
+        # One pass per structure, none per extent (an open after a clean
+        # close must not slow down with the number of extents); the
+        # by-size index is sorted at the first allocation that needs it.
+        ends = list(map(operator.add, starts, lengths))
+        if not all(map(operator.lt, ends, starts[1:])):
+            starts, lengths = _merged(zip(starts, lengths))
+        self._starts = list(starts)             # sorted extent offsets
+        self._length = dict(zip(starts, lengths))   # offset -> length
+        self._sorted_sizes = None   # sorted (length, offset), or None
+        self._total = sum(lengths)
+
+    @property
+    def _by_size(self):
+        if self._sorted_sizes is None:
+            self._sorted_sizes = sorted(
+                zip(self._length.values(), self._length.keys()))
+        return self._sorted_sizes
 
     def __len__(self):
         return len(self._starts)
@@ -90,16 +118,36 @@ class FreeSpace:
         self._total += length
         bisect.insort(self._starts, offset)
         self._length[offset] = length
-        bisect.insort(self._by_size, (length, offset))
+        if self._sorted_sizes is not None:
+            bisect.insort(self._sorted_sizes, (length, offset))
 
     def _remove(self, offset, length):
         self._drop_start(offset)
-        i = bisect.bisect_left(self._by_size, (length, offset))
-        del self._by_size[i]
+        sizes = self._sorted_sizes
+        if sizes is not None:
+            del sizes[bisect.bisect_left(sizes, (length, offset))]
 
     def _drop_start(self, offset):
         del self._starts[bisect.bisect_left(self._starts, offset)]
         self._total -= self._length.pop(offset)
+
+
+def _merged(extents):
+    """``(starts, lengths)`` of sorted ``extents`` with touching ones
+    merged; ValueError if they are out of order or overlap."""
+    starts, lengths = [], []
+    end = None
+    for offset, length in extents:
+        if end is not None and offset < end:
+            raise ValueError('free extents out of order or overlapping at'
+                             ' offset %d' % offset)
+        if offset == end:
+            lengths[-1] += length
+        else:
+            starts.append(offset)
+            lengths.append(length)
+        end = offset + length
+    return starts, lengths
 
 
 class Pending:

@@ -49,7 +49,7 @@ def _free_space(storage, root, clean):
                            ' damaged; rebuilding it', storage._path)
         storage.recovered = True
         return recovery.rebuild(storage._path, pool.map, root, pool.size)
-    free = FreeSpace(extents)
+    free = FreeSpace.from_columns(*extents)
     free.free(root.free_offset, fmt.aligned(root.free_length))
     if pool.size > root.size:
         free.free(root.size, pool.size - root.size)

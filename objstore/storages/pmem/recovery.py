@@ -60,18 +60,18 @@ def rebuild(path, m, root, size):
             path, fmt.SLOT_OFFSETS[0], 'the root counts %d objects, its'
             ' table holds %d' % (root.count, count), tid=root.tid)
     used.sort()
-    free = FreeSpace()
+    gaps = []
     end = fmt.HEADER_SIZE
     for offset, length in used:
         if offset < end:
             raise errors.CorruptionError(
                 path, offset, 'two items of the table overlap')
         if offset > end:
-            free.free(end, offset - end)
+            gaps.append((end, offset - end))
         end = offset + length
     if size > end:
-        free.free(end, size - end)
-    return free
+        gaps.append((end, size - end))
+    return FreeSpace(gaps)
 
 
 def exclusive_extents(path, m, old, new, size):
