@@ -190,6 +190,10 @@ class Histories:
         """Forget history older than ``t`` and, with ``gc``, the objects
         unreachable from the root then or from a later write (see
         ``IStorage.pack`` and pack.py). Commits go on meanwhile, except
-        while the deletions are made."""
+        while the deletions are made. Empties the records cache (no poll
+        reports the objects garbage collection removes)."""
         self._check_writable()
-        packing.pack(self._shared, t, referencesf, gc)
+        try:
+            packing.pack(self._shared, t, referencesf, gc)
+        finally:
+            self._shared.cache.clear()

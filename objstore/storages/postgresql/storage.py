@@ -12,6 +12,8 @@ How the pieces fit (the RelStorage model):
   the previous poll. Loads read that snapshot until the next poll.
 * Commits use a second connection (commit.py); the commit lock is taken
   at ``tpc_vote`` and released by COMMIT or ROLLBACK.
+* Instances share a cache of current records (cache.py), checked before
+  the server; polls keep it valid.
 * New oids come in blocks from a sequence, shared by the storage and its
   instances in the process (a block is drawn on the store connection of
   the one that runs out).
@@ -30,6 +32,7 @@ from objstore.interfaces import (
     ReadVerifyingStorage)
 from objstore.storages.base import BaseStorage, TransactionMeta, maxtid, z64
 from objstore.storages.postgresql import queries as q
+from objstore.storages.postgresql.cache import RecordCache
 from objstore.storages.postgresql.commit import Committing
 from objstore.storages.postgresql.connections import Link, describe_dsn
 from objstore.storages.postgresql.history import Histories
@@ -40,18 +43,23 @@ from objstore.storages.postgresql.schema import OID_BLOCK, open_schema
 #: Seconds to wait for a connection when the DSN and options name none.
 CONNECT_TIMEOUT = 10
 
+#: Bytes of records the instances of a storage share in a cache (as
+#: RelStorage's default local cache).
+CACHE_SIZE_BYTES = 10 * 1024 * 1024
+
 
 class _Shared:
     """What a storage and all its instances share in one process."""
 
     def __init__(self, dsn, name, keep_history, read_only, poll_interval,
-                 connect_options):
+                 connect_options, cache_size_bytes):
         self.dsn = dsn
         self.name = name
         self.read_only = read_only
         self.poll_interval = poll_interval
         self.connect_options = connect_options
         self.queries = q.Queries(keep_history)
+        self.cache = RecordCache(cache_size_bytes)
         self.lock = threading.Lock()
         self.oid_next = self.oid_limit = 0     # the block being handed out
         self.latest = 0     # the newest tid known committed (own, notified)
@@ -102,7 +110,8 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
     """A storage in a PostgreSQL database, shared by many processes.
 
     ``PostgreSQLStorage(dsn, keep_history=True, create_schema=True,
-    read_only=False, poll_interval=0, name=None, **options)``: ``dsn`` is
+    read_only=False, poll_interval=0, name=None,
+    cache_size_bytes=CACHE_SIZE_BYTES, **options)``: ``dsn`` is
     a libpq connection string or URI; ``options`` go to
     ``psycopg.connect`` (``application_name``..., and ``connect_timeout``,
     10 seconds unless the DSN or the options say otherwise); ``name`` is
@@ -111,6 +120,13 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
     travel before the newest commit, iteration of current records. The
     tables are created on first use (``create_schema``) and carry a
     version; tables of a newer objstore raise ``UnsupportedVersionError``.
+
+    ``cache_size_bytes``: the size of the cache of records that the
+    instances (``new_instance``, one per DB connection) share: a load it
+    answers costs no round trip. It holds current records only, each
+    checked against the instance's snapshot (polls tell which objects
+    changed), so no load returns a record its snapshot does not show
+    (cache.py). 0 disables it; ``clear_cache()`` empties it.
 
     ``poll_interval`` (seconds): 0 makes every transaction start ask the
     server what changed (one round trip), so it sees every commit that
@@ -138,11 +154,16 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
     """
 
     def __init__(self, dsn, keep_history=True, create_schema=True,
-                 read_only=False, poll_interval=0, name=None, **options):
+                 read_only=False, poll_interval=0, name=None,
+                 cache_size_bytes=CACHE_SIZE_BYTES, **options):
         if poll_interval < 0:
             raise errors.InvalidArgumentError(
                 'poll_interval must be 0 or more seconds, not %r'
                 % (poll_interval,))
+        if cache_size_bytes < 0:
+            raise errors.InvalidArgumentError(
+                'cache_size_bytes must be 0 or more, not %r'
+                % (cache_size_bytes,))
         name = name or describe_dsn(dsn)
         if 'connect_timeout' not in options and \
                 'connect_timeout' not in conninfo_to_dict(dsn):
@@ -150,7 +171,7 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
             options['connect_timeout'] = CONNECT_TIMEOUT
         super().__init__(name, read_only)
         shared = _Shared(dsn, name, bool(keep_history), bool(read_only),
-                         poll_interval, options)
+                         poll_interval, options, cache_size_bytes)
         self._setup(shared, snapshot=False)
         try:
             with self._load.using('opening the storage') as conn:
@@ -165,6 +186,7 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
     def _setup(self, shared, snapshot):
         self._shared = shared
         self._q = shared.queries
+        self._cache = shared.cache
         #: Whether the storage keeps every revision (False: current only).
         self.keep_history = shared.queries.keep_history
         self._snapshot = snapshot
@@ -220,18 +242,27 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         # Before the round trip: a listener that was listening by then
         # has seen every commit the new snapshot lacks.
         started = time.monotonic()
+        since = prev
+        if since is None and self._snapshot and len(self._cache):
+            # The first poll: what changed since the shared cache was
+            # last brought up to date, so it stays valid here.
+            since = self._cache.tid or None
         try:
-            rows, lost = self._poll(prev)
+            rows, lost = self._poll(since)
         except errors.DisconnectedError:
             # The session died between transactions (idle timeout, a
             # restart): nothing was read from the snapshot being left, so
             # a new session takes over silently. Raising here would make
             # a transaction that just committed look failed and be retried.
-            rows, lost = self._poll(prev)
+            rows, lost = self._poll(since)
         last = max(tid for zoid, tid in rows if zoid is None)
+        revisions = [(zoid, tid) for zoid, tid in rows
+                     if zoid is not None and tid <= last]
+        if self._snapshot:
+            self._cache.advance(since, last, revisions)
         skip = set(own)
-        changed = {q.to_bytes(zoid) for zoid, tid in rows
-                   if zoid is not None and tid <= last and tid not in skip}
+        changed = set() if prev is None else {
+            q.to_bytes(zoid) for zoid, tid in revisions if tid not in skip}
         self._polled_tid = last
         self._polled_at = started
         self._polled_lost = lost
@@ -339,10 +370,24 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
     def load(self, oid, version=''):
         """``(data, serial)`` of ``oid`` in this snapshot (the storage
         object: the newest); POSKeyError if none or deleted."""
-        row = self._fetch('loading', self._q.load_current, (q.to_int(oid),))
+        n = q.to_int(oid)
+        if self._snapshot and not self._closed and not self._snapshot_lost():
+            snapshot = self._polled_tid
+            row = self._cache.get(n, snapshot)
+            if row is None:
+                row = self._fetch('loading', self._q.load_current, (n,))
+                if row is not None and row[1] is not None:
+                    self._cache.put(n, row[0], row[1], snapshot)
+        else:
+            # The storage object, or an instance about to raise.
+            row = self._fetch('loading', self._q.load_current, (n,))
         if row is None or row[1] is None:
             raise errors.POSKeyError(oid)
         return row[1], q.to_bytes(row[0])
+
+    def clear_cache(self):
+        """Empty the records cache of this storage and its instances."""
+        self._cache.clear()
 
     def loadBefore(self, oid, tid):
         """See ``IStorage.loadBefore``. History-free, only the current
