@@ -371,7 +371,10 @@ class PostgreSQLStorage(Committing, Histories, BaseStorage):
         """``(data, serial)`` of ``oid`` in this snapshot (the storage
         object: the newest); POSKeyError if none or deleted."""
         n = q.to_int(oid)
-        if self._snapshot and not self._closed and not self._snapshot_lost():
+        # A dropped session (a changed ``lost``) makes the load below
+        # raise, even for a cached object, as before the cache.
+        if (self._snapshot and not self._closed
+                and self._load.lost == self._polled_lost):
             snapshot = self._polled_tid
             row = self._cache.get(n, snapshot)
             if row is None:
