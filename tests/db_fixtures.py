@@ -101,6 +101,23 @@ def close_connection(connection):
     connection.close()
 
 
+def commit_change(database, change, user='', description='', extension=None):
+    """Call ``change(root)`` in one transaction of ``database`` (its own
+    manager and connection) with the given metadata, and commit it."""
+    manager = transaction.TransactionManager()
+    conn = database.open(manager)
+    try:
+        txn = manager.begin()
+        txn.user = user
+        txn.description = description
+        for key, value in (extension or {}).items():
+            txn.setExtendedInfo(key, value)
+        change(conn.root())
+        manager.commit()
+    finally:
+        conn.close()
+
+
 class Item(Persistent):
     """A persistent object with whatever attributes a test gives it."""
 

@@ -12,6 +12,7 @@ from objstore import errors
 from objstore.storages import FileStorage, MemoryStorage
 from objstore.storages.base import copy_transactions, is_blob_record, z64
 from objstore.testing.helpers import commit, record, undo
+from db_fixtures import commit_change
 
 
 @pytest.fixture(params=['memory', 'file'])
@@ -24,34 +25,19 @@ def destination(request, tmp_path):
     storage.close()
 
 
-def _commit(db, change, user='', description='', extension=None):
-    tm = transaction.TransactionManager()
-    conn = db.open(tm)
-    try:
-        txn = tm.begin()
-        txn.user = user
-        txn.description = description
-        for key, value in (extension or {}).items():
-            txn.setExtendedInfo(key, value)
-        change(conn.root())
-        tm.commit()
-    finally:
-        conn.close()
-
-
 def _blob_free_datafs(path):
     """A ZODB Data.fs with metadata, changes, an undo and a pack."""
     db = ZODB.DB(ZODB.FileStorage.FileStorage(path))
     try:
-        _commit(db, lambda root: root.__setitem__('a', PersistentMapping()),
+        commit_change(db, lambda root: root.__setitem__('a', PersistentMapping()),
                 user='alice', description='create a',
                 extension={'ticket': 42, 'why': 'tests'})
 
         def change(root):
             root['a']['n'] = 1
             root['b'] = PersistentMapping(x='y')
-        _commit(db, change, user='bob', description='change\u00e9')
-        _commit(db, lambda root: root['a'].__setitem__('n', 2))
+        commit_change(db, change, user='bob', description='change\u00e9')
+        commit_change(db, lambda root: root['a'].__setitem__('n', 2))
         undo_id = db.undoLog(0, 1)[0]['id']
         tm = transaction.TransactionManager()
         tm.begin()
@@ -113,8 +99,8 @@ def _blob_datafs(path, blob_dir):
     storage = ZODB.FileStorage.FileStorage(path, blob_dir=blob_dir)
     db = ZODB.DB(storage)
     try:
-        _commit(db, lambda root: root.__setitem__('plain', 1))
-        _commit(db, lambda root: root.__setitem__('more', 2))
+        commit_change(db, lambda root: root.__setitem__('plain', 1))
+        commit_change(db, lambda root: root.__setitem__('more', 2))
         holder = {}
 
         def add_blob(root):
@@ -122,7 +108,7 @@ def _blob_datafs(path, blob_dir):
             with blob.open('w') as f:
                 f.write(b'blob bytes')
             root['blob'] = holder['blob'] = blob
-        _commit(db, add_blob)
+        commit_change(db, add_blob)
         conn = db.open()
         blob_oid = conn.root()['blob']._p_oid
         conn.close()

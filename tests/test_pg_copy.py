@@ -15,26 +15,12 @@ from objstore.storages.base import maxtid, z64
 from objstore.storages.file import FileStorage
 from objstore.testing.pg import pg_database  # noqa: F401 -- a fixture
 from objstore.uri import open_storage
+from db_fixtures import commit_change
 
 
 def _storage(dsn, **options):
     from objstore.storages import PostgreSQLStorage
     return PostgreSQLStorage(dsn, **options)
-
-
-def _commit(db, change, user='', description='', extension=None):
-    manager = transaction.TransactionManager()
-    conn = db.open(manager)
-    try:
-        txn = manager.begin()
-        txn.user = user
-        txn.description = description
-        for key, value in (extension or {}).items():
-            txn.setExtendedInfo(key, value)
-        change(conn.root())
-        manager.commit()
-    finally:
-        conn.close()
 
 
 def _populate(db):
@@ -43,15 +29,15 @@ def _populate(db):
     def create(root):
         root['a'] = PersistentMapping(n=0)
         root['tree'] = OOBTree()
-    _commit(db, create, user='alice', description='create',
+    commit_change(db, create, user='alice', description='create',
             extension={'ticket': 42})
 
     def fill(root):
         for i in range(300):        # enough to split the tree's buckets
             root['tree'][i] = 'v%d' % i
         root['a']['n'] = 1
-    _commit(db, fill, user='bob', description='fill \u00e9')
-    _commit(db, lambda root: root['a'].__setitem__('n', 2),
+    commit_change(db, fill, user='bob', description='fill \u00e9')
+    commit_change(db, lambda root: root['a'].__setitem__('n', 2),
             description='to be undone')
     undone = db.undoLog(0, 1)[0]['id']
     manager = transaction.TransactionManager()
@@ -59,8 +45,8 @@ def _populate(db):
     db.undo(undone, manager.get())
     manager.get().note('undo n=2')
     manager.commit()
-    _commit(db, lambda root: root.__setitem__('b', PersistentMapping()))
-    _commit(db, lambda root: root.pop('b'), description='drop b')
+    commit_change(db, lambda root: root.__setitem__('b', PersistentMapping()))
+    commit_change(db, lambda root: root.pop('b'), description='drop b')
     return undone
 
 
@@ -134,7 +120,7 @@ def test_file_to_postgresql_keeps_the_history(tmp_path, pg_database):
         assert _root_values(db) == _root_values(source_db) == (
             ['a', 'tree'], 1, 300, 'v299')
         before = db.lastTransaction()
-        _commit(db, lambda root: root.__setitem__('c', PersistentMapping()))
+        commit_change(db, lambda root: root.__setitem__('c', PersistentMapping()))
         assert db.lastTransaction() > before
         manager = transaction.TransactionManager()
         conn = db.open(manager)
