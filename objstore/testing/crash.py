@@ -150,53 +150,51 @@ class _Model:
             self.current[oid] = (value, tid)
 
 
-def _read_lines(stream, lines, ready, opening):
+def _read_lines(stream, lines, events):
     for raw in stream:
         if not raw.endswith(b'\n'):
             break   # cut by the kill
         message = json.loads(raw)
         lines.append(message)
-        if 'ready' in message:
-            ready.set()
-        if 'opening' in message:
-            opening.set()
+        for key, event in events.items():
+            if key in message:
+                event.set()
 
 
-def _project_root():
+def _spawn(module, args, stderr):
     import objstore
-    return os.path.dirname(os.path.dirname(os.path.abspath(objstore.__file__)))
-
-
-def _spawn(path, seed, stderr):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(objstore.__file__)))
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
-        [_project_root()] + ([env['PYTHONPATH']] if env.get('PYTHONPATH')
-                             else []))
+        [root] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
     return subprocess.Popen(
-        [sys.executable, '-m', 'objstore.testing.crash', '--worker', path,
-         '--seed', str(seed)],
+        [sys.executable, '-m', module, '--worker'] + list(args),
         stdout=subprocess.PIPE, stderr=stderr, env=env)
 
 
-def _one_round(path, seed, rng, max_delay, result):
-    """Start a worker, kill it, return its complete output lines."""
+def kill_one_worker(module, path, seed, args, rng, max_delay, result,
+                    opening_share):
+    """Start ``python -m module --worker *args``, SIGKILL it (in
+    ``opening_share`` of the rounds while it opens, else once it is ready
+    plus up to ``max_delay`` seconds) and return its complete output lines.
+    Counts the kill in ``result``; a worker that exited by itself is a
+    failure there."""
     stderr_path = path + '.worker-stderr'
     with open(stderr_path, 'wb') as stderr:
-        proc = _spawn(path, seed, stderr)
+        proc = _spawn(module, args, stderr)
     lines = []
-    ready = threading.Event()
-    opening = threading.Event()
+    events = {'ready': threading.Event(), 'opening': threading.Event()}
     reader = threading.Thread(target=_read_lines,
-                              args=(proc.stdout, lines, ready, opening))
+                              args=(proc.stdout, lines, events))
     reader.start()
     try:
-        if rng.random() < 0.25:
-            # While it opens the file and recovers what the last kill left.
+        if rng.random() < opening_share:
+            # While it opens and recovers what the last kill left.
             result.while_opening += 1
-            opening.wait(30)
+            events['opening'].wait(30)
             time.sleep(rng.uniform(0, 0.01))
         else:
-            ready.wait(30)
+            events['ready'].wait(30)
             time.sleep(rng.uniform(0, max_delay))
         early = proc.poll()
         proc.send_signal(signal.SIGKILL)
@@ -321,7 +319,10 @@ def run(directory, kills, seed=None, max_delay=0.4, log=None):
     started = time.monotonic()
     for round_number in range(kills):
         before = len(model.txns)
-        lines = _one_round(path, seed + round_number, rng, max_delay, result)
+        lines = kill_one_worker(
+            'objstore.testing.crash', path, seed + round_number,
+            [path, '--seed', str(seed + round_number)], rng, max_delay,
+            result, 0.25)
         pending = _absorb(lines, model, result)
         new = model.txns[before:]
         read_only = rng.random() < 0.3

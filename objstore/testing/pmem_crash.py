@@ -22,16 +22,14 @@ import argparse
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 from objstore import errors
 from objstore.serialize import references
 from objstore.storages.base import p64, z64
+from objstore.testing.crash import kill_one_worker
 from objstore.testing.helpers import commit
 from objstore.testing.pmem_recovered import (
     EMPTY, NOT_A_POOL, Pending, PoolState, RecoveryProblem, describe,
@@ -145,63 +143,6 @@ class Result:
                     self.unreported, self.packs, self.readers, self.seconds,
                     'OK' if not self.failures else
                     '%d FAILURES' % len(self.failures)))
-
-
-def _read_lines(stream, lines, events):
-    for raw in stream:
-        if not raw.endswith(b'\n'):
-            break   # cut by the kill
-        message = json.loads(raw)
-        lines.append(message)
-        for key, event in events.items():
-            if key in message:
-                event.set()
-
-
-def _spawn(path, seed, pool_size, stderr):
-    import objstore
-    root = os.path.dirname(os.path.dirname(os.path.abspath(objstore.__file__)))
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [root] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-    return subprocess.Popen(
-        [sys.executable, '-m', 'objstore.testing.pmem_crash', '--worker',
-         path, '--seed', str(seed), '--pool-size', str(pool_size)],
-        stdout=subprocess.PIPE, stderr=stderr, env=env)
-
-
-def _one_round(path, seed, pool_size, rng, max_delay, result):
-    """Start a worker, kill it, return its complete output lines."""
-    stderr_path = path + '.worker-stderr'
-    with open(stderr_path, 'wb') as stderr:
-        proc = _spawn(path, seed, pool_size, stderr)
-    lines = []
-    events = {'ready': threading.Event(), 'opening': threading.Event()}
-    reader = threading.Thread(target=_read_lines,
-                              args=(proc.stdout, lines, events))
-    reader.start()
-    try:
-        if rng.random() < 0.2:
-            # While it opens the pool and recovers what the last kill left.
-            result.while_opening += 1
-            events['opening'].wait(30)
-            time.sleep(rng.uniform(0, 0.01))
-        else:
-            events['ready'].wait(30)
-            time.sleep(rng.uniform(0, max_delay))
-        early = proc.poll()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        reader.join()
-        proc.stdout.close()
-    result.kills += 1
-    if early is not None:
-        with open(stderr_path, 'rb') as f:
-            tail = f.read()[-3000:].decode('utf-8', 'replace')
-        result.failures.append('worker %d exited by itself (status %s)'
-                               ' before the kill:\n%s' % (seed, early, tail))
-    return lines
 
 
 class _Driver:
@@ -335,8 +276,11 @@ def run(directory, kills, seed=None, max_delay=0.3, pool_size=64 << 10,
     started = time.monotonic()
     try:
         for round_number in range(kills):
-            lines = _one_round(path, seed + round_number, pool_size, rng,
-                               max_delay, result)
+            lines = kill_one_worker(
+                'objstore.testing.pmem_crash', path, seed + round_number,
+                [path, '--seed', str(seed + round_number),
+                 '--pool-size', str(pool_size)],
+                rng, max_delay, result, 0.2)
             if result.failures:
                 break
             pending = driver.absorb(lines, result)
